@@ -1,0 +1,51 @@
+# Every target creates .venv/ (if needed) and installs the project with its dev tools first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test lint typecheck unit integration live demo lab lab-down bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+## The whole suite: lint, types, then every tier (unit, integration on loopback, live on the Asterisk lab).
+test: lint typecheck
+	$(PY) -m pytest -q -rs
+
+unit: install
+	$(PY) -m pytest -q tests/unit
+
+integration: install
+	$(PY) -m pytest -q -m integration
+
+live: install
+	$(PY) -m pytest -q -rs -m live
+
+demo: install
+	$(PY) -m sandbox.demo $(ARGS)
+
+## A real Asterisk 22 (the customer's PBX) plus a second instance playing phones and carrier.
+lab: install
+	$(PY) -m sandbox.pbx_lab up
+
+lab-down: install
+	$(PY) -m sandbox.pbx_lab down
+
+bench: install
+	$(PY) -m bench.interpreter_throughput
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
