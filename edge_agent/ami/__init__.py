@@ -1,0 +1,1 @@
+"""Talking to Asterisk's Manager Interface."""
