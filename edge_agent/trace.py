@@ -27,7 +27,7 @@ __all__ = ["NumberMasker", "TraceReader", "TraceWriter", "read_trace"]
 
 TIMESTAMP_KEY: Final = "_ts"
 
-# A run of 7+ digits (optionally "+") that is not part of an Asterisk id like 1710140185.100 or pbx-1710140185.3.
+# 7+ digits (optionally after "+") that are not part of an Asterisk id like 1710140185.100 or pbx-1710140185.3
 _PHONE = re.compile(r"(?<![\d.])\+?\d{7,}(?!\d|\.\d)")
 _UNMASKED_KEYS = re.compile(r"(?i)(uniqueid|linkedid|timestamp|actionid|^_ts$|time$|^uptime|^lastreload)")
 _KEEP_DIGITS: Final = 4
@@ -59,7 +59,8 @@ class NumberMasker:
 
     def mask_message(self, message: AmiMessage) -> AmiMessage:
         return {
-            key: value if _UNMASKED_KEYS.search(key) else self.mask_text(value) for key, value in message.items()
+            key: value if _UNMASKED_KEYS.search(key) else self.mask_text(value)
+            for key, value in message.items()
         }
 
 
@@ -72,9 +73,7 @@ class TraceWriter:
         self.count = 0
 
     def write(self, message: AmiMessage, received_at: float | None = None) -> None:
-        record: dict[str, str | float] = dict(
-            self._masker.mask_message(message) if self._masker else message
-        )
+        record: dict[str, str | float] = dict(self._masker.mask_message(message) if self._masker else message)
         if received_at is not None:
             record[TIMESTAMP_KEY] = round(received_at, 6)
         self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")

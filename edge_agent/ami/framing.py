@@ -87,7 +87,7 @@ class AmiFramer:
 
 def format_action(fields: dict[str, str]) -> bytes:
     """Serialize an action (or, for test servers, a response/event) to AMI wire bytes."""
-    lines = []
+    lines: list[str] = []
     for key, value in fields.items():
         lines.extend(f"{key}: {part}" for part in value.split("\n"))
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
