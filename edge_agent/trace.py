@@ -58,10 +58,7 @@ class NumberMasker:
         return _PHONE.sub(lambda match: self.mask_number(match.group(0)), text)
 
     def mask_message(self, message: AmiMessage) -> AmiMessage:
-        return {
-            key: value if _UNMASKED_KEYS.search(key) else self.mask_text(value)
-            for key, value in message.items()
-        }
+        return {key: value if _UNMASKED_KEYS.search(key) else self.mask_text(value) for key, value in message.items()}
 
 
 class TraceWriter:

@@ -33,15 +33,11 @@ class ChannelRules(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    extension_pattern: str = Field(
-        default=r"^\d{2,6}$", description="an endpoint whose name matches is an extension"
-    )
+    extension_pattern: str = Field(default=r"^\d{2,6}$", description="an endpoint whose name matches is an extension")
     extensions: frozenset[str] = Field(
         default=frozenset(), description="endpoints that are extensions whatever their name"
     )
-    trunks: frozenset[str] = Field(
-        default=frozenset(), description="endpoints that are trunks whatever their name"
-    )
+    trunks: frozenset[str] = Field(default=frozenset(), description="endpoints that are trunks whatever their name")
 
     @field_validator("extension_pattern")
     @classmethod

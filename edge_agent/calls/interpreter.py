@@ -51,7 +51,14 @@ from wire_protocol.call_events import (
     Transfer,
 )
 
-__all__ = ["COMMAND_ID_VARIABLE", "COMMAND_NUMBER_VARIABLE", "ORIGINATE_ACTION_PREFIX", "CallInterpreter"]
+__all__ = [
+    "AMI_EVENT_CLASSES",
+    "AMI_EVENT_FILTERS",
+    "COMMAND_ID_VARIABLE",
+    "COMMAND_NUMBER_VARIABLE",
+    "ORIGINATE_ACTION_PREFIX",
+    "CallInterpreter",
+]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +78,18 @@ _RING_STOP_REASON: dict[str, RingStopReason] = {
 # Hangup cause -> the DialStatus a ringing leg that vanished without DialEnd would have had.
 _CAUSE_STATUS = {"17": "BUSY", "18": "NOANSWER", "19": "NOANSWER", "20": "CHANUNAVAIL", "21": "BUSY"}
 _FAILED_STATUSES = frozenset({"CHANUNAVAIL", "CONGESTION"})
+
+
+#: Server-side AMI event filters (``Action: Filter``): only what the interpreter reads, so a busy PBX does not
+#: flood the agent with Newexten/VarSet/RTCP events. POSIX ERE, matched against the whole event text.
+AMI_EVENT_FILTERS: tuple[str, ...] = (
+    "^Event: (Newchannel|Hangup|DialBegin|DialEnd|BridgeEnter|BlindTransfer|AttendedTransfer|Pickup"
+    "|QueueCallerJoin|OriginateResponse|FullyBooted|Shutdown|Reload)[[:space:]]",
+    "^Event: Newexten[[:space:]].*Application: MixMonitor",
+    f"^Event: VarSet[[:space:]].*Variable: _*(MIXMONITOR_FILENAME|{COMMAND_ID_VARIABLE}|{COMMAND_NUMBER_VARIABLE})",
+)
+#: AMI event classes (the Login ``Events:`` mask) those events belong to.
+AMI_EVENT_CLASSES = "call,agent,dialplan,system"
 
 
 def _utc(timestamp: float) -> datetime:
@@ -372,13 +391,9 @@ class CallInterpreter:
         if extension not in call.rang:
             call.rang.append(extension)
         if legs == 0:
-            self._emit(
-                CallRinging(call_id=call.call_id, seq=self._seq(call), at=self._at(), extension=extension)
-            )
+            self._emit(CallRinging(call_id=call.call_id, seq=self._seq(call), at=self._at(), extension=extension))
 
-    def _ring_ended(
-        self, call: Call, extension: str, status: str, *, picked_up_by: str | None = None
-    ) -> None:
+    def _ring_ended(self, call: Call, extension: str, status: str, *, picked_up_by: str | None = None) -> None:
         legs = call.ringing.get(extension, 0) - 1
         if legs > 0:
             call.ringing[extension] = legs
@@ -408,15 +423,11 @@ class CallInterpreter:
         elif extension is None or extension == call.connected:
             return  # nothing new: the same party, seen again through another event
         call.connected = extension if extension is not None else (call.connected or call.caller_extension)
-        self._emit(
-            CallAnswered(call_id=call.call_id, seq=self._seq(call), at=self._at(), extension=extension)
-        )
+        self._emit(CallAnswered(call_id=call.call_id, seq=self._seq(call), at=self._at(), extension=extension))
 
     def _transferred(self, call: Call, transfer: Transfer) -> None:
         call.transfers.append(transfer)
-        self._emit(
-            CallTransferred(call_id=call.call_id, seq=self._seq(call), at=self._at(), transfer=transfer)
-        )
+        self._emit(CallTransferred(call_id=call.call_id, seq=self._seq(call), at=self._at(), transfer=transfer))
 
     def _drop_channel(self, channel: Channel, *, cause: str, lost: bool) -> None:
         del self._channels[channel.uniqueid]
@@ -435,9 +446,7 @@ class CallInterpreter:
         old = channel.call
         new = self._calls.get(linkedid)
         if new is None:
-            self._anomaly(
-                "Linkedid changed to a call never seen", {"Channel": channel.name, "Linkedid": linkedid}
-            )
+            self._anomaly("Linkedid changed to a call never seen", {"Channel": channel.name, "Linkedid": linkedid})
             return
         old.channels.discard(channel.uniqueid)
         new.channels.add(channel.uniqueid)
@@ -482,9 +491,7 @@ class CallInterpreter:
             else:
                 return  # an extension that dialed nothing (voicemail, feature code): not a call
         for extension in list(call.ringing):
-            self._send_ring_stopped(
-                call, extension, "answered_elsewhere" if call.answered_at else "cancelled"
-            )
+            self._send_ring_stopped(call, extension, "answered_elsewhere" if call.answered_at else "cancelled")
         call.ringing.clear()
         self._send_started(call)
         summary = CallSummary(
@@ -505,11 +512,7 @@ class CallInterpreter:
             recording=call.recording,
             command_id=call.command_id,
         )
-        self._emit(
-            CallEnded(
-                call_id=call.call_id, seq=self._seq(call), at=self._at(), summary=summary, reason=reason
-            )
-        )
+        self._emit(CallEnded(call_id=call.call_id, seq=self._seq(call), at=self._at(), summary=summary, reason=reason))
 
     @staticmethod
     def _final_extension(call: Call) -> str | None:

@@ -1,0 +1,146 @@
+"""The ``edge-agent`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import IO
+
+from edge_agent import __version__
+from edge_agent.ami.connector import AmiConnector, AmiSink
+from edge_agent.calls.interpreter import CallInterpreter
+from edge_agent.config import ami_settings
+from edge_agent.errors import AmiAuthError, AmiPermissionError, EdgeAgentError
+from edge_agent.sinks import InterpretingSink, RecordingSink
+from edge_agent.trace import NumberMasker, TraceReader, TraceWriter
+from wire_protocol.call_events import CallEnded, CallEvent
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_AMI_REFUSED = 0, 1, 2, 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-agent",
+        description="Connects an Asterisk PBX to the Bitrix24 CRM through the pbxlink cloud.",
+    )
+    parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    replay = commands.add_parser("replay", help="interpret a trace file offline and print call events")
+    replay.add_argument("trace", help="trace file (JSON Lines of AMI messages)")
+    replay.add_argument("--summary", action="store_true", help="print one summary per finished call instead")
+
+    def ami_options(sub: argparse.ArgumentParser) -> None:
+        group = sub.add_argument_group(
+            "AMI (defaults from EDGE_AMI_HOST, EDGE_AMI_PORT, EDGE_AMI_USER, EDGE_AMI_SECRET)"
+        )
+        group.add_argument("--ami-host")
+        group.add_argument("--ami-port", type=int)
+        group.add_argument("--ami-user")
+        group.add_argument("--ami-secret-env", metavar="VAR", help="read the AMI secret from this variable")
+
+    record = commands.add_parser("record", help="record the live AMI stream to a trace file (for support)")
+    ami_options(record)
+    record.add_argument("--out", required=True, help="trace file to write ('-' for standard output)")
+    record.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    record.add_argument("--mask", action="store_true", help="mask phone numbers (consistently within the file)")
+    record.add_argument("--all-events", action="store_true", help="do not filter events on the server")
+
+    watch = commands.add_parser("watch", help="print live call events from the PBX (no cloud)")
+    ami_options(watch)
+    watch.add_argument("--summary", action="store_true", help="print only a summary per finished call")
+    watch.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    return parser
+
+
+def _print_event(event: CallEvent, summary_only: bool, out: IO[str]) -> None:
+    if summary_only:
+        if isinstance(event, CallEnded):
+            out.write(json.dumps(event.summary.to_json_dict(), ensure_ascii=False) + "\n")
+    else:
+        out.write(json.dumps(event.model_dump(mode="json", by_alias=True), ensure_ascii=False) + "\n")
+    out.flush()
+
+
+def replay(path: str, *, summary: bool, out: IO[str], err: IO[str]) -> int:
+    interpreter = CallInterpreter()
+    try:
+        stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        err.write(f"edge-agent: cannot read {path}: {exc.strerror}\n")
+        return EXIT_ERROR
+    with stream:
+        reader = TraceReader(stream, source=path)
+        for message in reader:
+            for event in interpreter.feed(message):
+                _print_event(event, summary, out)
+    for problem in reader.errors[:10]:
+        err.write(f"edge-agent: skipped {problem}\n")
+    if len(reader.errors) > 10:
+        err.write(f"edge-agent: skipped {len(reader.errors) - 10} more bad lines\n")
+    if interpreter.open_calls:
+        err.write(f"edge-agent: {interpreter.open_calls} call(s) still in progress at the end of the trace\n")
+    return EXIT_OK
+
+
+async def _run_connector(args: argparse.Namespace, sink: AmiSink, *, filtered: bool) -> int:
+    overrides = {"host": args.ami_host, "port": args.ami_port, "username": args.ami_user}
+    if args.ami_secret_env:
+        overrides["secret"] = os.environ.get(args.ami_secret_env)
+    settings = ami_settings(os.environ, overrides, filtered=filtered)
+    connector = AmiConnector(settings, sink)
+    task = asyncio.ensure_future(connector.run())
+    try:
+        if args.seconds:
+            await asyncio.wait({task}, timeout=args.seconds)
+        else:
+            await task
+    finally:
+        await connector.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "replay":
+            return replay(args.trace, summary=args.summary, out=sys.stdout, err=sys.stderr)
+        if args.command == "record":
+            with contextlib.ExitStack() as stack:
+                out = sys.stdout if args.out == "-" else stack.enter_context(open(args.out, "a", encoding="utf-8"))
+                writer = TraceWriter(out, masker=NumberMasker() if args.mask else None)
+                code = asyncio.run(_run_connector(args, RecordingSink(writer), filtered=not args.all_events))
+                print(f"edge-agent: recorded {writer.count} messages to {args.out}", file=sys.stderr)
+                return code
+        if args.command == "watch":
+            sink = InterpretingSink(CallInterpreter(), lambda event: _print_event(event, args.summary, sys.stdout))
+            return asyncio.run(_run_connector(args, sink, filtered=True))
+    except (AmiAuthError, AmiPermissionError) as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return EXIT_AMI_REFUSED
+    except EdgeAgentError as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
