@@ -139,6 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_OK
+    except BrokenPipeError:  # the reader went away (`edge-agent replay … | head`)
+        sys.stderr.close()
+        return EXIT_OK
     return EXIT_USAGE
 
 

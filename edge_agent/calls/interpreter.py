@@ -78,6 +78,7 @@ _RING_STOP_REASON: dict[str, RingStopReason] = {
 # Hangup cause -> the DialStatus a ringing leg that vanished without DialEnd would have had.
 _CAUSE_STATUS = {"17": "BUSY", "18": "NOANSWER", "19": "NOANSWER", "20": "CHANUNAVAIL", "21": "BUSY"}
 _FAILED_STATUSES = frozenset({"CHANUNAVAIL", "CONGESTION"})
+_VARIABLES = frozenset({"MIXMONITOR_FILENAME", COMMAND_ID_VARIABLE, COMMAND_NUMBER_VARIABLE})
 
 
 #: Server-side AMI event filters (``Action: Filter``): only what the interpreter reads, so a busy PBX does not
@@ -346,29 +347,28 @@ class CallInterpreter:
         if m.get("Application") != "MixMonitor":
             return
         channel = self._channels.get(m.get("Uniqueid", ""))
-        if channel is None:
-            return
-        call = channel.call
         file = m.get("AppData", "").partition(",")[0].strip()
-        if file and call.recording is None:
-            call.recording = file
-            self._emit_recording(call)
+        if channel is not None and file and channel.call.recording is None:
+            channel.call.recording = file  # announced with its full path by MIXMONITOR_FILENAME, or at the end
 
     def _on_varset(self, m: AmiMessage) -> None:
         variable = m.get("Variable", "").lstrip("_")
+        if variable not in _VARIABLES:
+            return
+        channel = self._channels.get(m.get("Uniqueid", ""))
+        value = m.get("Value", "")
+        if channel is None or not value:
+            return
+        call = channel.call
         if variable == "MIXMONITOR_FILENAME":
-            channel = self._channels.get(m.get("Uniqueid", ""))
-            if channel is not None and channel.call.recording_path is None:
-                channel.call.recording_path = m.get("Value") or None
-                if channel.call.recording is not None:
-                    self._emit_recording(channel.call)
-        elif variable in (COMMAND_ID_VARIABLE, COMMAND_NUMBER_VARIABLE):
-            channel = self._channels.get(m.get("Uniqueid", ""))
-            if channel is not None and m.get("Value"):
-                if variable == COMMAND_ID_VARIABLE:
-                    channel.call.command_id = channel.call.command_id or m["Value"]
-                else:
-                    channel.call.command_number = channel.call.command_number or m["Value"]
+            if call.recording_path is None:
+                call.recording_path = value
+                call.recording = call.recording or value
+                self._send_recording(call)
+        elif variable == COMMAND_ID_VARIABLE:
+            call.command_id = call.command_id or value
+        else:
+            call.command_number = call.command_number or value
 
     def _on_originate_response(self, m: AmiMessage) -> None:
         action_id = m.get("ActionID", "")
@@ -494,6 +494,7 @@ class CallInterpreter:
             self._send_ring_stopped(call, extension, "answered_elsewhere" if call.answered_at else "cancelled")
         call.ringing.clear()
         self._send_started(call)
+        self._send_recording(call)
         summary = CallSummary(
             call_id=call.call_id,
             direction=call.direction,
@@ -553,6 +554,8 @@ class CallInterpreter:
                 command_id=call.command_id,
             )
         )
+        if call.recording_path is not None:
+            self._send_recording(call)  # MixMonitor started before the direction was known
 
     def _send_ring_stopped(self, call: Call, extension: str, reason: RingStopReason) -> None:
         self._emit(
@@ -561,18 +564,15 @@ class CallInterpreter:
             )
         )
 
-    def _emit_recording(self, call: Call) -> None:
-        assert call.recording is not None
-        if call.started_sent:
-            self._emit(
-                CallRecording(
-                    call_id=call.call_id,
-                    seq=self._seq(call),
-                    at=self._at(),
-                    file=call.recording,
-                    path=call.recording_path,
-                )
+    def _send_recording(self, call: Call) -> None:
+        if call.recording is None or call.recording_sent or not call.started_sent:
+            return
+        call.recording_sent = True
+        self._emit(
+            CallRecording(
+                call_id=call.call_id, seq=self._seq(call), at=self._at(), file=call.recording, path=call.recording_path
             )
+        )
 
     def _emit(self, event: CallEvent) -> None:
         self._out.append(event)

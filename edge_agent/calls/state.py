@@ -56,5 +56,6 @@ class Call:
     last_dial_status: str | None = None
     recording: str | None = None
     recording_path: str | None = None
+    recording_sent: bool = False
     channels: set[str] = field(default_factory=set)
     lost_channels: int = 0
