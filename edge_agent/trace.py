@@ -33,6 +33,10 @@ _UNMASKED_KEYS = re.compile(r"(?i)(uniqueid|linkedid|timestamp|actionid|^_ts$|ti
 _KEEP_DIGITS: Final = 4
 
 
+def text_at(text: str, index: int) -> str:
+    return text[index] if 0 <= index < len(text) else ""
+
+
 class NumberMasker:
     """Replaces phone numbers consistently within one trace, irreversibly (keyed by a random salt)."""
 
@@ -55,7 +59,13 @@ class NumberMasker:
         return masked
 
     def mask_text(self, text: str) -> str:
-        return _PHONE.sub(lambda match: self.mask_number(match.group(0)), text)
+        return _PHONE.sub(self._replace, text)
+
+    def _replace(self, match: re.Match[str]) -> str:
+        number, start, end = match.group(0), match.start(), match.end()
+        if len(number) == 8 and text_at(match.string, start - 1) == "-" and text_at(match.string, end) in ";,":
+            return number  # a channel's sequence number (PJSIP/carrier-00000010), not a phone number
+        return self.mask_number(number)
 
     def mask_message(self, message: AmiMessage) -> AmiMessage:
         return {key: value if _UNMASKED_KEYS.search(key) else self.mask_text(value) for key, value in message.items()}
