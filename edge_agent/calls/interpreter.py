@@ -105,7 +105,11 @@ class CallInterpreter:
         self._channels: dict[str, Channel] = {}
         self._calls: dict[str, Call] = {}
         self._extension_cache: dict[str, bool] = {}
-        self._now = 0.0
+        # The time of the message being interpreted, kept as its raw string and parsed only when a call
+        # event needs it: most messages never need it, and float() on every one is measurable.
+        self._stamp = ""
+        self._parsed_stamp = ""
+        self._now_value = 0.0
         self._out: list[CallEvent] = []
         #: Anomalies seen, by kind; each kind is logged once (with the message), then only counted.
         self.anomalies: Counter[str] = Counter()
@@ -139,12 +143,7 @@ class CallInterpreter:
         handler = self._handlers.get(message.get("Event", ""))
         if handler is None:
             return []
-        stamp = message.get("Timestamp") or message.get("_ts")
-        if stamp:
-            try:
-                self._now = float(stamp)
-            except ValueError:
-                self._anomaly("unparsable timestamp", message)
+        self._stamp = message.get("Timestamp") or message.get("_ts") or self._stamp
         out = self._out = []
         try:
             channel = self._channels.get(message.get("Uniqueid", ""))
@@ -156,6 +155,21 @@ class CallInterpreter:
         except Exception:  # a bug on odd input must not take the other calls down with it
             self._anomaly("internal error while interpreting", message, exc_info=True)
         return out
+
+    @property
+    def _now(self) -> float:
+        stamp = self._stamp
+        if stamp is not self._parsed_stamp:
+            self._parsed_stamp = stamp
+            try:
+                self._now_value = float(stamp)
+            except ValueError:
+                self._anomaly("unparsable timestamp", {"Timestamp": stamp})
+        return self._now_value
+
+    def _set_now(self, value: float) -> None:
+        self._now_value = value
+        self._parsed_stamp = self._stamp
 
     def feed_many(self, messages: Iterable[AmiMessage]) -> list[CallEvent]:
         events: list[CallEvent] = []
@@ -170,7 +184,7 @@ class CallInterpreter:
         no channel end with reason ``lost``. Live channels we never saw (calls that started in the gap)
         are adopted so that their end is seen.
         """
-        self._now = max(self._now, at)
+        self._set_now(max(self._now, at))
         out = self._out = []
         live = [m for m in live_channels if m.get("Uniqueid") and m.get("Channel")]
         live_ids = {m["Uniqueid"] for m in live}

@@ -610,6 +610,16 @@ async def test_split_writes_really_fragment_and_our_framer_keeps_utf8(server: Fa
         transport.close()
 
 
+async def test_stock_panoramisk_loses_characters_cut_across_reads(server: FakeAmiServer) -> None:
+    """Documents a client limit: panoramisk 1.4 decodes each read on its own with errors="ignore"."""
+    async with panoramisk_client(server) as (_manager, events):
+        server.split_writes = True
+        await server.emit({**CALLER, "CallerIDName": NAME})
+        await server.wait_until(lambda: len(events) == 2)
+        mangled = events[1].CallerIDName
+        assert mangled != NAME and len(mangled) < len(NAME)
+
+
 def _cuts_a_character(chunk: bytes) -> bool:
     try:
         chunk.decode("utf-8")

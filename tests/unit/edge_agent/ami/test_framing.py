@@ -16,7 +16,13 @@ def test_banner_then_messages() -> None:
     assert framer.banner == "Asterisk Call Manager/11.0.0"
     assert messages == [
         {"Response": "Success", "ActionID": "1", "Message": "Authentication accepted"},
-        {"Event": "FullyBooted", "Privilege": "system,all", "Uptime": "13", "LastReload": "13", "Status": "Fully Booted"},
+        {
+            "Event": "FullyBooted",
+            "Privilege": "system,all",
+            "Uptime": "13",
+            "LastReload": "13",
+            "Status": "Fully Booted",
+        },
     ]
     assert framer.malformed_lines == 0
 

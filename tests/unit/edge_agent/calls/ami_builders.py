@@ -27,7 +27,9 @@ class Pbx:
             "Newchannel", Channel=channel, Uniqueid=uid, Linkedid=linkedid or uid, ChannelState="0", **fields
         )
 
-    def dial_begin(self, caller: tuple[str, str] | None, dest: tuple[str, str], linkedid: str, dialstring: str) -> AmiMessage:
+    def dial_begin(
+        self, caller: tuple[str, str] | None, dest: tuple[str, str], linkedid: str, dialstring: str
+    ) -> AmiMessage:
         fields = {"DestChannel": dest[0], "DestUniqueid": dest[1], "DestLinkedid": linkedid, "DialString": dialstring}
         if caller:
             fields |= {"Channel": caller[0], "Uniqueid": caller[1], "Linkedid": linkedid}

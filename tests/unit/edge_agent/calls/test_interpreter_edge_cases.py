@@ -139,10 +139,22 @@ def test_reconcile_keeps_live_calls_and_adopts_new_ones() -> None:
     gap_phone: Leg = ("PJSIP/102-00000006", "pbx-new.6")
     snapshot = [
         {"Event": "CoreShowChannel", "Channel": trunk[0], "Uniqueid": trunk[1], "Linkedid": trunk[1]},
-        {"Event": "CoreShowChannel", "Channel": gap_phone[0], "Uniqueid": gap_phone[1], "Linkedid": gap_trunk[1],
-         "ChannelState": "6"},
-        {"Event": "CoreShowChannel", "Channel": gap_trunk[0], "Uniqueid": gap_trunk[1], "Linkedid": gap_trunk[1],
-         "CallerIDNum": "79031112233", "Exten": "74951234500", "ChannelState": "6"},
+        {
+            "Event": "CoreShowChannel",
+            "Channel": gap_phone[0],
+            "Uniqueid": gap_phone[1],
+            "Linkedid": gap_trunk[1],
+            "ChannelState": "6",
+        },
+        {
+            "Event": "CoreShowChannel",
+            "Channel": gap_trunk[0],
+            "Uniqueid": gap_trunk[1],
+            "Linkedid": gap_trunk[1],
+            "CallerIDNum": "79031112233",
+            "Exten": "74951234500",
+            "ChannelState": "6",
+        },
     ]
     events = it.reconcile(snapshot, at=pbx.now + 5)
     assert [(e.type, e.call_id) for e in events] == [("call_started", gap_trunk[1]), ("answered", gap_trunk[1])]
