@@ -1,0 +1,245 @@
+"""The AMI connector against a real TCP AMI server (the fake), faults included."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from pydantic import SecretStr
+
+from edge_agent.ami.connector import AmiConnector, AmiSettings
+from edge_agent.ami.framing import AmiMessage
+from edge_agent.backoff import Backoff
+from edge_agent.calls.interpreter import AMI_EVENT_FILTERS, CallInterpreter
+from edge_agent.errors import AmiAuthError, AmiPermissionError
+from edge_agent.sinks import InterpretingSink
+from sandbox.ami_server import FakeAmiServer, UserSpec
+from wire_protocol.call_events import CallEnded, CallEvent
+
+pytestmark = pytest.mark.integration
+
+AGENT = UserSpec("edge-secret", read="system,call,agent,dialplan", write="system,reporting,originate")
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.log: list[tuple[str, object]] = []
+        self.changed = asyncio.Event()
+
+    def on_snapshot(self, live_channels: list[AmiMessage], at: float) -> None:
+        self.log.append(("snapshot", [m["Uniqueid"] for m in live_channels]))
+        self.changed.set()
+
+    def on_event(self, message: AmiMessage) -> None:
+        self.log.append(("event", message))
+        self.changed.set()
+
+    async def wait_for(self, predicate: object, timeout: float = 3.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate():  # type: ignore[operator]
+                self.changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.changed.wait(), 0.05)
+
+    def snapshots(self) -> int:
+        return sum(1 for kind, _ in self.log if kind == "snapshot")
+
+
+def settings(port: int, *, username: str = "edge", secret: str = "edge-secret", **extra: object) -> AmiSettings:
+    values: dict[str, object] = {
+        "port": port,
+        "username": username,
+        "secret": SecretStr(secret),
+        "ping_interval": 0.2,
+        "ping_timeout": 0.2,
+        "action_timeout": 1.0,
+        "reconnect_initial": 0.05,
+        "reconnect_max": 0.2,
+        "event_filters": AMI_EVENT_FILTERS,
+    }
+    values.update(extra)
+    return AmiSettings.model_validate(values)
+
+
+@contextlib.asynccontextmanager
+async def running(connector: AmiConnector) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.ensure_future(connector.run())
+    try:
+        yield task
+    finally:
+        await connector.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 2)
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
+    """Poll a condition the connector exposes no event for (tests only)."""
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+def newchannel(name: str, uid: str, linkedid: str, **fields: str) -> AmiMessage:
+    return {
+        "Event": "Newchannel",
+        "Channel": name,
+        "Uniqueid": uid,
+        "Linkedid": linkedid,
+        "ChannelState": "4",
+        **fields,
+    }
+
+
+async def test_logs_in_filters_and_delivers_the_snapshot_before_events() -> None:
+    async with FakeAmiServer({"edge": AGENT}) as server:
+        await server.emit(newchannel("PJSIP/carrier-00000001", "pbx-1.1", "pbx-1.1"))  # a call already up
+        sink = Recorder()
+        connector = AmiConnector(settings(server.port), sink)
+        async with running(connector):
+            await asyncio.wait_for(connector.connected.wait(), 3)
+            await server.emit(newchannel("PJSIP/101-00000002", "pbx-1.2", "pbx-1.1"))
+            await sink.wait_for(lambda: any(k == "event" and m["Event"] == "Newchannel" for k, m in sink.log))  # type: ignore[index]
+        assert sink.log[0] == ("snapshot", ["pbx-1.1"])
+        [event] = [m for k, m in sink.log if k == "event" and m["Event"] == "Newchannel"]  # type: ignore[index]
+        assert isinstance(event, dict) and event["Uniqueid"] == "pbx-1.2" and float(event["_ts"]) > 0
+        filters = [a["Filter"] for a in server.actions if a.get("Action") == "Filter"]
+        assert filters == list(AMI_EVENT_FILTERS)
+        [login] = [a for a in server.actions if a.get("Action") == "Login"]
+        assert login["Events"] == "call,agent,dialplan,system"
+
+
+async def test_server_side_filter_drops_what_the_interpreter_ignores() -> None:
+    async with FakeAmiServer({"edge": AGENT}) as server:
+        sink = Recorder()
+        connector = AmiConnector(settings(server.port), sink)
+        async with running(connector):
+            await asyncio.wait_for(connector.connected.wait(), 3)
+            await server.emit({"Event": "VarSet", "Uniqueid": "u", "Variable": "DIALSTATUS", "Value": "x"})
+            await server.emit({"Event": "VarSet", "Uniqueid": "u", "Variable": "MIXMONITOR_FILENAME", "Value": "f"})
+            await server.emit({"Event": "Newexten", "Uniqueid": "u", "Application": "Set", "AppData": "a=b"})
+            await server.emit({"Event": "Hangup", "Uniqueid": "u", "Channel": "PJSIP/1-1", "Cause": "16"})
+            await sink.wait_for(lambda: any(k == "event" and m["Event"] == "Hangup" for k, m in sink.log))  # type: ignore[index]
+        events = [m for kind, m in sink.log if kind == "event"]
+        assert [(m["Event"], m.get("Variable")) for m in events] == [  # type: ignore[index,union-attr]
+            ("FullyBooted", None),
+            ("VarSet", "MIXMONITOR_FILENAME"),
+            ("Hangup", None),
+        ]
+
+
+async def test_wrong_secret_is_reported_at_once_and_not_retried() -> None:
+    async with FakeAmiServer({"edge": AGENT}) as server:
+        connector = AmiConnector(settings(server.port, secret="wrong"), Recorder())
+        with pytest.raises(AmiAuthError, match=r"refused the AMI login for user 'edge'.*manager.conf"):
+            await asyncio.wait_for(connector.run(), 3)
+        assert [(a.username, a.success) for a in server.logins] == [("edge", False)]
+
+
+async def test_missing_reporting_permission_is_fatal_and_explained() -> None:
+    weak = UserSpec("edge-secret", read="call", write="originate")
+    async with FakeAmiServer({"edge": weak}) as server:
+        connector = AmiConnector(settings(server.port), Recorder())
+        with pytest.raises(AmiPermissionError, match="CoreShowChannels"):
+            await asyncio.wait_for(connector.run(), 3)
+
+
+async def test_filter_refused_is_a_warning_not_a_failure(caplog: pytest.LogCaptureFixture) -> None:
+    no_system = UserSpec("edge-secret", read="call,system", write="reporting")
+    async with FakeAmiServer({"edge": no_system}) as server:
+        connector = AmiConnector(settings(server.port), Recorder())
+        async with running(connector):
+            await asyncio.wait_for(connector.connected.wait(), 3)
+        assert "could not install event filter" in caplog.text
+
+
+async def test_reconnects_after_a_drop_and_closes_calls_that_ended_in_the_gap() -> None:
+    async with FakeAmiServer({"edge": AGENT}) as server:
+        events: list[CallEvent] = []
+        interpreter = CallInterpreter()
+        connector = AmiConnector(settings(server.port), InterpretingSink(interpreter, events.append))
+        async with running(connector):
+            await asyncio.wait_for(connector.connected.wait(), 3)
+            await server.emit(newchannel("PJSIP/carrier-00000001", "pbx-1.1", "pbx-1.1", CallerIDNum="79261234567"))
+            await server.wait_until(lambda: True)
+            await asyncio.sleep(0.1)
+            assert interpreter.open_calls == 1
+            await server.drop_connections()
+            # While the agent is away the call ends; nobody hears the Hangup.
+            await server.emit(
+                {
+                    "Event": "Hangup",
+                    "Channel": "PJSIP/carrier-00000001",
+                    "Uniqueid": "pbx-1.1",
+                    "Linkedid": "pbx-1.1",
+                    "Cause": "16",
+                }
+            )
+            await wait_until(lambda: connector.sessions >= 2 and connector.connected.is_set())
+        ended = [e for e in events if isinstance(e, CallEnded)]
+        assert len(ended) == 1 and ended[0].reason == "lost" and ended[0].summary.result == "missed"
+        assert interpreter.open_calls == 0
+
+
+async def test_half_open_link_is_detected_by_the_watchdog() -> None:
+    async with FakeAmiServer({"edge": AGENT}) as server:
+        sink = Recorder()
+        connector = AmiConnector(settings(server.port), sink)
+        async with running(connector):
+            await asyncio.wait_for(connector.connected.wait(), 3)
+            server.answer_pings = False  # TCP stays open, Asterisk says nothing
+            await wait_until(lambda: not connector.connected.is_set())
+            server.answer_pings = True
+            await sink.wait_for(lambda: sink.snapshots() >= 2)
+        assert connector.sessions >= 2
+
+
+async def test_shutdown_event_triggers_a_reconnect() -> None:
+    async with FakeAmiServer({"edge": AGENT}) as server:
+        sink = Recorder()
+        connector = AmiConnector(settings(server.port), sink)
+        async with running(connector):
+            await asyncio.wait_for(connector.connected.wait(), 3)
+            await server.send_shutdown(restart=True)
+            await sink.wait_for(lambda: sink.snapshots() >= 2)
+        assert any(k == "event" and m["Event"] == "Shutdown" for k, m in sink.log)  # type: ignore[index]
+
+
+async def test_backoff_grows_while_asterisk_is_down() -> None:
+    server = FakeAmiServer({"edge": AGENT})
+    await server.start()
+    port = server.port
+    await server.stop()  # nothing listens on that port any more
+    delays: list[float] = []
+    stop = asyncio.Event()
+
+    async def fake_sleep(delay: float) -> None:
+        delays.append(delay)
+        if len(delays) >= 6:
+            stop.set()
+        await asyncio.sleep(0)
+
+    connector = AmiConnector(
+        settings(port), Recorder(), backoff=Backoff(initial=1, maximum=16, rng=lambda: 1.0), sleep=fake_sleep
+    )
+    task = asyncio.ensure_future(connector.run())
+    await asyncio.wait_for(stop.wait(), 5)
+    await connector.stop()
+    await asyncio.wait_for(task, 2)
+    assert delays[:6] == [1, 2, 4, 8, 16, 16]
+
+
+async def test_split_writes_and_lf_only_framing_are_understood() -> None:
+    async with FakeAmiServer({"edge": AGENT}) as server:
+        server.split_writes = True
+        server.lf_only = True
+        sink = Recorder()
+        connector = AmiConnector(settings(server.port), sink)
+        async with running(connector):
+            await asyncio.wait_for(connector.connected.wait(), 3)
+            for n in range(20):
+                await server.emit(newchannel(f"PJSIP/10{n % 10}-{n:08x}", f"pbx-2.{n}", f"pbx-2.{n}"))
+            await sink.wait_for(lambda: sum(k == "event" for k, _ in sink.log) >= 21)
+        uids = [m["Uniqueid"] for k, m in sink.log if k == "event" and m["Event"] == "Newchannel"]  # type: ignore[index]
+        assert uids == [f"pbx-2.{n}" for n in range(20)]
