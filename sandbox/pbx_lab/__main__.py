@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import sys
 
 from sandbox.pbx_lab.build import LabUnavailable
@@ -11,7 +13,8 @@ from sandbox.pbx_lab.lab import Lab
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox.pbx_lab", description=__doc__)
-    parser.add_argument("command", choices=("up", "down", "status", "build", "rebuild"))
+    parser.add_argument("command", choices=("up", "down", "status", "build", "rebuild", "scenario"))
+    parser.add_argument("names", nargs="*", help="scenario names (for `scenario`; none = all)")
     args = parser.parse_args(argv)
     lab = Lab()
     try:
@@ -19,6 +22,11 @@ def main(argv: list[str] | None = None) -> int:
             lab.up()
         elif args.command == "down":
             lab.down()
+        elif args.command == "scenario":
+            from sandbox.pbx_lab.scenarios import run
+
+            results = asyncio.run(run(list(args.names)))
+            print(json.dumps(results, indent=2))
         elif args.command in ("build", "rebuild"):
             lab.build(force=args.command == "rebuild")
         else:
