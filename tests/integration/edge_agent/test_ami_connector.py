@@ -24,27 +24,33 @@ AGENT = UserSpec("edge-secret", read="system,call,agent,dialplan", write="system
 
 
 class Recorder:
+    """A sink that remembers what it got, and in which order (``order``: "snapshot" or the event name)."""
+
     def __init__(self) -> None:
-        self.log: list[tuple[str, object]] = []
+        self.order: list[str] = []
+        self.snapshots: list[list[str]] = []
+        self.events: list[AmiMessage] = []
         self.changed = asyncio.Event()
 
     def on_snapshot(self, live_channels: list[AmiMessage], at: float) -> None:
-        self.log.append(("snapshot", [m["Uniqueid"] for m in live_channels]))
+        self.order.append("snapshot")
+        self.snapshots.append([m["Uniqueid"] for m in live_channels])
         self.changed.set()
 
     def on_event(self, message: AmiMessage) -> None:
-        self.log.append(("event", message))
+        self.order.append(message["Event"])
+        self.events.append(message)
         self.changed.set()
 
-    async def wait_for(self, predicate: object, timeout: float = 3.0) -> None:
+    def named(self, event: str) -> list[AmiMessage]:
+        return [m for m in self.events if m["Event"] == event]
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 3.0) -> None:
         async with asyncio.timeout(timeout):
-            while not predicate():  # type: ignore[operator]
+            while not predicate():
                 self.changed.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.changed.wait(), 0.05)
-
-    def snapshots(self) -> int:
-        return sum(1 for kind, _ in self.log if kind == "snapshot")
 
 
 def settings(port: int, *, username: str = "edge", secret: str = "edge-secret", **extra: object) -> AmiSettings:
@@ -100,10 +106,10 @@ async def test_logs_in_filters_and_delivers_the_snapshot_before_events() -> None
         async with running(connector):
             await asyncio.wait_for(connector.connected.wait(), 3)
             await server.emit(newchannel("PJSIP/101-00000002", "pbx-1.2", "pbx-1.1"))
-            await sink.wait_for(lambda: any(k == "event" and m["Event"] == "Newchannel" for k, m in sink.log))  # type: ignore[index]
-        assert sink.log[0] == ("snapshot", ["pbx-1.1"])
-        [event] = [m for k, m in sink.log if k == "event" and m["Event"] == "Newchannel"]  # type: ignore[index]
-        assert isinstance(event, dict) and event["Uniqueid"] == "pbx-1.2" and float(event["_ts"]) > 0
+            await sink.wait_for(lambda: bool(sink.named("Newchannel")))
+        assert sink.order[0] == "snapshot" and sink.snapshots[0] == ["pbx-1.1"]
+        [event] = sink.named("Newchannel")
+        assert event["Uniqueid"] == "pbx-1.2" and float(event["_ts"]) > 0
         filters = [a["Filter"] for a in server.actions if a.get("Action") == "Filter"]
         assert filters == list(AMI_EVENT_FILTERS)
         [login] = [a for a in server.actions if a.get("Action") == "Login"]
@@ -120,9 +126,8 @@ async def test_server_side_filter_drops_what_the_interpreter_ignores() -> None:
             await server.emit({"Event": "VarSet", "Uniqueid": "u", "Variable": "MIXMONITOR_FILENAME", "Value": "f"})
             await server.emit({"Event": "Newexten", "Uniqueid": "u", "Application": "Set", "AppData": "a=b"})
             await server.emit({"Event": "Hangup", "Uniqueid": "u", "Channel": "PJSIP/1-1", "Cause": "16"})
-            await sink.wait_for(lambda: any(k == "event" and m["Event"] == "Hangup" for k, m in sink.log))  # type: ignore[index]
-        events = [m for kind, m in sink.log if kind == "event"]
-        assert [(m["Event"], m.get("Variable")) for m in events] == [  # type: ignore[index,union-attr]
+            await sink.wait_for(lambda: bool(sink.named("Hangup")))
+        assert [(m["Event"], m.get("Variable")) for m in sink.events] == [
             ("FullyBooted", None),
             ("VarSet", "MIXMONITOR_FILENAME"),
             ("Hangup", None),
@@ -191,7 +196,7 @@ async def test_half_open_link_is_detected_by_the_watchdog() -> None:
             server.answer_pings = False  # TCP stays open, Asterisk says nothing
             await wait_until(lambda: not connector.connected.is_set())
             server.answer_pings = True
-            await sink.wait_for(lambda: sink.snapshots() >= 2)
+            await sink.wait_for(lambda: len(sink.snapshots) >= 2)
         assert connector.sessions >= 2
 
 
@@ -202,8 +207,8 @@ async def test_shutdown_event_triggers_a_reconnect() -> None:
         async with running(connector):
             await asyncio.wait_for(connector.connected.wait(), 3)
             await server.send_shutdown(restart=True)
-            await sink.wait_for(lambda: sink.snapshots() >= 2)
-        assert any(k == "event" and m["Event"] == "Shutdown" for k, m in sink.log)  # type: ignore[index]
+            await sink.wait_for(lambda: len(sink.snapshots) >= 2)
+        assert sink.named("Shutdown")
 
 
 async def test_backoff_grows_while_asterisk_is_down() -> None:
@@ -240,6 +245,6 @@ async def test_split_writes_and_lf_only_framing_are_understood() -> None:
             await asyncio.wait_for(connector.connected.wait(), 3)
             for n in range(20):
                 await server.emit(newchannel(f"PJSIP/10{n % 10}-{n:08x}", f"pbx-2.{n}", f"pbx-2.{n}"))
-            await sink.wait_for(lambda: sum(k == "event" for k, _ in sink.log) >= 21)
-        uids = [m["Uniqueid"] for k, m in sink.log if k == "event" and m["Event"] == "Newchannel"]  # type: ignore[index]
+            await sink.wait_for(lambda: len(sink.named("Newchannel")) >= 20)
+        uids = [m["Uniqueid"] for m in sink.named("Newchannel")]
         assert uids == [f"pbx-2.{n}" for n in range(20)]
