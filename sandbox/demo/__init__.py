@@ -1,0 +1,1 @@
+"""``make demo``: the product on this machine, on embedded defaults (test doubles and recorded traces)."""
