@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from typing import IO
 
 from edge_agent import __version__
-from edge_agent.ami.connector import AmiConnector, AmiSink
+from edge_agent.ami.connector import AmiConnector, AmiSettings, AmiSink
+from edge_agent.calls.channels import ChannelRules
 from edge_agent.calls.interpreter import CallInterpreter
-from edge_agent.config import ami_settings
+from edge_agent.config import AgentConfig, load_config
 from edge_agent.errors import AmiAuthError, AmiPermissionError, EdgeAgentError
 from edge_agent.sinks import InterpretingSink, RecordingSink
 from edge_agent.trace import NumberMasker, TraceReader, TraceWriter
@@ -38,8 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="interpret a trace file offline and print call events")
     replay.add_argument("trace", help="trace file (JSON Lines of AMI messages)")
     replay.add_argument("--summary", action="store_true", help="print one summary per finished call instead")
+    replay.add_argument("--config", metavar="FILE", help="TOML settings file (its [calls] rules apply)")
 
     def ami_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--config", metavar="FILE", help="TOML settings file ([ami], [calls])")
         group = sub.add_argument_group(
             "AMI (defaults from EDGE_AMI_HOST, EDGE_AMI_PORT, EDGE_AMI_USER, EDGE_AMI_SECRET)"
         )
@@ -71,8 +74,8 @@ def _print_event(event: CallEvent, summary_only: bool, out: IO[str]) -> None:
     out.flush()
 
 
-def replay(path: str, *, summary: bool, out: IO[str], err: IO[str]) -> int:
-    interpreter = CallInterpreter()
+def replay(path: str, *, summary: bool, out: IO[str], err: IO[str], rules: ChannelRules | None = None) -> int:
+    interpreter = CallInterpreter(rules)
     try:
         stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
     except OSError as exc:
@@ -92,11 +95,16 @@ def replay(path: str, *, summary: bool, out: IO[str], err: IO[str]) -> int:
     return EXIT_OK
 
 
-async def _run_connector(args: argparse.Namespace, sink: AmiSink, *, filtered: bool) -> int:
-    overrides = {"host": args.ami_host, "port": args.ami_port, "username": args.ami_user}
-    if args.ami_secret_env:
-        overrides["secret"] = os.environ.get(args.ami_secret_env)
-    settings = ami_settings(os.environ, overrides, filtered=filtered)
+def _config(args: argparse.Namespace, *, filtered: bool = True) -> AgentConfig:
+    overrides: dict[str, object | None] = {}
+    if hasattr(args, "ami_host"):
+        overrides = {"host": args.ami_host, "port": args.ami_port, "username": args.ami_user}
+        if args.ami_secret_env:
+            overrides["secret"] = os.environ.get(args.ami_secret_env)
+    return load_config(os.environ, path=args.config, ami_overrides=overrides, filtered=filtered)
+
+
+async def _run_connector(args: argparse.Namespace, settings: AmiSettings, sink: AmiSink) -> int:
     connector = AmiConnector(settings, sink)
     task = asyncio.ensure_future(connector.run())
     try:
@@ -120,17 +128,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.command == "replay":
-            return replay(args.trace, summary=args.summary, out=sys.stdout, err=sys.stderr)
+            rules = load_config(os.environ, path=args.config).calls if args.config else None
+            return replay(args.trace, summary=args.summary, out=sys.stdout, err=sys.stderr, rules=rules)
         if args.command == "record":
             with contextlib.ExitStack() as stack:
                 out = sys.stdout if args.out == "-" else stack.enter_context(open(args.out, "a", encoding="utf-8"))
                 writer = TraceWriter(out, masker=NumberMasker() if args.mask else None)
-                code = asyncio.run(_run_connector(args, RecordingSink(writer), filtered=not args.all_events))
+                settings = _config(args, filtered=not args.all_events).ami
+                code = asyncio.run(_run_connector(args, settings, RecordingSink(writer)))
                 print(f"edge-agent: recorded {writer.count} messages to {args.out}", file=sys.stderr)
                 return code
         if args.command == "watch":
-            sink = InterpretingSink(CallInterpreter(), lambda event: _print_event(event, args.summary, sys.stdout))
-            return asyncio.run(_run_connector(args, sink, filtered=True))
+            config = _config(args)
+            sink = InterpretingSink(
+                CallInterpreter(config.calls), lambda event: _print_event(event, args.summary, sys.stdout)
+            )
+            return asyncio.run(_run_connector(args, config.ami, sink))
     except (AmiAuthError, AmiPermissionError) as exc:
         print(f"edge-agent: {exc}", file=sys.stderr)
         return EXIT_AMI_REFUSED
