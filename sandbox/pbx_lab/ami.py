@@ -10,10 +10,11 @@ import asyncio
 import contextlib
 import itertools
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 HISTORY = 50_000
+FieldValue = str | int | float | list[str]
 
 
 @dataclass
@@ -89,10 +90,9 @@ class AmiClient:
 
     # ------------------------------------------------------------------------------------------ connection
     async def connect(self, timeout: float = 10.0) -> None:
-        self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), timeout
-        )
-        line = await asyncio.wait_for(self._reader.readline(), timeout)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), timeout)
+        self._reader, self._writer = reader, writer
+        line = await asyncio.wait_for(reader.readline(), timeout)
         self.banner = line.decode("utf-8", "replace").strip()
         if not self.banner.startswith("Asterisk Call Manager/"):
             raise AmiError(f"unexpected AMI banner {self.banner!r}")
@@ -170,9 +170,9 @@ class AmiClient:
                 items = self._lists[action_id]
                 items.append(msg)
                 if msg["EventList"].lower() in ("complete", "cancelled"):
-                    fut = self._pending.get(action_id)
-                    if fut is not None and not fut.done():
-                        fut.set_result(msg)
+                    waiter = self._pending.get(action_id)
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(msg)
                 return
             self._seq += 1
             msg.seq = self._seq
@@ -192,7 +192,7 @@ class AmiClient:
         await self._writer.drain()
 
     @staticmethod
-    def _fields(kw: dict[str, str | int | float | list[str]]) -> list[tuple[str, str]]:
+    def _fields(kw: Mapping[str, FieldValue]) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
         for k, v in kw.items():
             if isinstance(v, list):
@@ -201,10 +201,12 @@ class AmiClient:
                 out.append((k, str(v)))
         return out
 
-    async def action(
-        self, action: str, *, timeout: float = 10.0, **fields: str | int | float | list[str]
-    ) -> Message:
+    async def action(self, action: str, *, timeout: float = 10.0, **fields: FieldValue) -> Message:
         """Send one action and return its response (any Response, including Error)."""
+        return await self.request(action, fields, timeout=timeout)
+
+    async def request(self, action: str, fields: Mapping[str, FieldValue], *, timeout: float = 10.0) -> Message:
+        """Like `action`, with the headers as a mapping (list values become repeated headers)."""
         action_id = f"lab-{next(self._ids)}"
         fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[action_id] = fut
@@ -215,7 +217,7 @@ class AmiClient:
             self._pending.pop(action_id, None)
 
     async def action_list(
-        self, action: str, *, timeout: float = 10.0, **fields: str | int | float | list[str]
+        self, action: str, *, timeout: float = 10.0, **fields: FieldValue
     ) -> tuple[Message, list[Message]]:
         """Send a list action (EventList: start ... Complete): (response, events without the Complete)."""
         action_id = f"lab-{next(self._ids)}"

@@ -17,7 +17,7 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 from sandbox.pbx_lab.admin import EXT_CHANNEL, PbxAdmin
 from sandbox.pbx_lab.ami import Message
@@ -130,7 +130,7 @@ def _recording(lab: Lab, call_id: str, since: int) -> str | None:
 def _base(call_id: str, direction: str, **fields: Any) -> CallSummary:
     out: dict[str, Any] = {"call_id": call_id, "direction": direction, "command_id": None}
     out.update(fields)
-    return CallSummary(**out)  # type: ignore[typeddict-item]
+    return cast(CallSummary, out)
 
 
 # ------------------------------------------------------------------------------------------------ inbound
@@ -452,9 +452,7 @@ async def attended_transfer(lab: Lab) -> list[CallSummary]:
 
 
 # ----------------------------------------------------------------------------------------------- outbound
-async def _outbound(lab: Lab, rule: str, *, hangup_after: float | None, cancel_after: float | None) -> tuple[
-    str, int
-]:
+async def _outbound(lab: Lab, rule: str, *, hangup_after: float | None, cancel_after: float | None) -> tuple[str, int]:
     since = await _prepare(lab, {OUTSIDE: rule})
     await lab.world.phone_dial("101", OUTSIDE, hangup_after=hangup_after)
     cid = await _call_id(lab, since, channel_prefix="PJSIP/101-", exten=OUTSIDE)

@@ -13,7 +13,7 @@ import itertools
 import time
 from dataclasses import dataclass, field
 
-from sandbox.pbx_lab.ami import AmiClient, AmiError, Message
+from sandbox.pbx_lab.ami import AmiClient, AmiError, FieldValue, Message
 from sandbox.pbx_lab.paths import WORLD
 
 PHONES = ("101", "102", "103", "104")
@@ -129,7 +129,7 @@ class World:
         variables = list(variables)
         if hangup_after is not None:
             variables.append(f"HANGUP_AFTER={hangup_after:g}")
-        fields: dict[str, str | int | float | list[str]] = {
+        fields: dict[str, FieldValue] = {
             "Channel": f"PJSIP/{dialed}@{endpoint}",
             "Context": "world-talk",
             "Exten": "s",
@@ -141,7 +141,7 @@ class World:
         }
         if variables:
             fields["Variable"] = variables
-        resp = await self.ami.action("Originate", **fields)
+        resp = await self.ami.request("Originate", fields)
         if resp["Response"] != "Success":
             self.channels.pop(uid, None)
             raise AmiError(f"world Originate {dialed}@{endpoint}: {resp['Message']}")
@@ -157,11 +157,11 @@ class World:
         """The carrier sends a call for `did` into the PBX from `caller_number` (None: anonymous)."""
         if caller_number is None:
             callerid = '"Anonymous" <anonymous>'
-            variables = ["CALLERID(pres)=prohib"]
+            variables = ["CALLERID(pres)=prohib", "WORLD_ROLE=customer"]
             number = ANONYMOUS
         else:
             callerid = f'"{caller_number}" <{caller_number}>'
-            variables = []
+            variables = ["WORLD_ROLE=customer"]
             number = caller_number
         uid = self._new_id()
         wc = WorldChannel(uniqueid=uid, role="customer", number=number, direction="to_pbx", dialed=did)
@@ -181,7 +181,9 @@ class World:
         uid = self._new_id()
         wc = WorldChannel(uniqueid=uid, role="phone", number=ext, direction="to_pbx", dialed=number)
         self.channels[uid] = wc
-        await self._originate(uid, PHONE_ENDPOINT, number, f'"Ext {ext}" <{ext}>', hangup_after, [], ring_timeout)
+        await self._originate(
+            uid, PHONE_ENDPOINT, number, f'"Ext {ext}" <{ext}>', hangup_after, ["WORLD_ROLE=phone"], ring_timeout
+        )
         return wc
 
     async def hangup(self, wc: WorldChannel) -> None:
