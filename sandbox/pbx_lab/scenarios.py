@@ -127,10 +127,59 @@ def _recording(lab: Lab, call_id: str, since: int) -> str | None:
     return lab.admin.recording_of(call_id, since=since)
 
 
-def _base(call_id: str, direction: str, **fields: Any) -> CallSummary:
+class ScenarioError(AssertionError):
+    """The PBX did not do what the scenario intended (so its expected summary would be wrong)."""
+
+
+_OUTBOUND_DIALSTATUS = {"answered": "ANSWER", "no_answer": "CANCEL", "busy": "BUSY", "failed": "CONGESTION"}
+
+
+def _verify(lab: Lab, since: int, s: CallSummary) -> None:
+    """Check the summary against what the PBX reported (its own event stream), so that a scenario whose
+    calls went differently fails loudly instead of returning a wrong expectation."""
+    cid = s["call_id"]
+    events = [e for e in lab.admin.ami.events(since) if e["Linkedid"] == cid or e["DestLinkedid"] == cid]
+
+    def phone_events(ext: str) -> list[Message]:
+        return [e for e in events if e["Channel"].startswith(f"PJSIP/{ext}-")]
+
+    for ext in s.get("rang", []):
+        if not phone_events(ext):
+            raise ScenarioError(f"{cid}: extension {ext} never had a channel on the call")
+    answered_by = s.get("answered_by")
+    if answered_by and not any(e["ChannelState"] == "6" for e in phone_events(answered_by)):
+        raise ScenarioError(f"{cid}: extension {answered_by} never answered")
+    result = s.get("result")
+    if s["direction"] != "outbound" and result in ("missed", "no_answer"):
+        up = [
+            e["Channel"]
+            for e in events
+            if e["ChannelState"] == "6"
+            and (m := EXT_CHANNEL.match(e["Channel"]))
+            and m.group("ext") != "carrier"
+            and not (s["direction"] == "internal" and m.group("ext") == s.get("caller_extension"))
+        ]
+        if up:
+            raise ScenarioError(f"{cid}: expected unanswered, but {up[0]} was up")
+    if s["direction"] == "outbound" and result:
+        statuses = [
+            e["DialStatus"] for e in events if e.event == "DialEnd" and e["DestChannel"].startswith("PJSIP/carrier-")
+        ]
+        if _OUTBOUND_DIALSTATUS[result] not in statuses:
+            raise ScenarioError(f"{cid}: expected DialStatus {_OUTBOUND_DIALSTATUS[result]}, got {statuses}")
+    for t in s.get("transfers", []):
+        name = "BlindTransfer" if t["kind"] == "blind" else "AttendedTransfer"
+        key = "TransfererLinkedid" if t["kind"] == "blind" else "OrigTransfererLinkedid"
+        if not any(e.event == name and e[key] == cid and e["Result"] == "Success" for e in lab.admin.ami.events(since)):
+            raise ScenarioError(f"{cid}: no successful {name} event")
+
+
+def _base(lab: Lab, since: int, call_id: str, direction: str, **fields: Any) -> CallSummary:
     out: dict[str, Any] = {"call_id": call_id, "direction": direction, "command_id": None}
     out.update(fields)
-    return cast(CallSummary, out)
+    summary = cast(CallSummary, out)
+    _verify(lab, since, summary)
+    return summary
 
 
 # ------------------------------------------------------------------------------------------------ inbound
@@ -141,6 +190,8 @@ async def inbound_direct_answered(lab: Lab) -> list[CallSummary]:
     await _finish(lab, cid)
     return [
         _base(
+            lab,
+            since,
             cid,
             "inbound",
             external_number=CUSTOMER,
@@ -165,6 +216,8 @@ async def inbound_direct_missed(lab: Lab) -> list[CallSummary]:
     await _finish(lab, cid, timeout=24)
     return [
         _base(
+            lab,
+            since,
             cid,
             "inbound",
             external_number=CUSTOMER,
@@ -191,6 +244,8 @@ async def inbound_caller_hangs_up_ringing(lab: Lab) -> list[CallSummary]:
     await _finish(lab, cid)
     return [
         _base(
+            lab,
+            since,
             cid,
             "inbound",
             external_number=CUSTOMER,
@@ -216,6 +271,8 @@ async def inbound_busy(lab: Lab) -> list[CallSummary]:
     await _finish(lab, cid)
     return [
         _base(
+            lab,
+            since,
             cid,
             "inbound",
             external_number=CUSTOMER,
@@ -239,6 +296,8 @@ async def inbound_queue_answered(lab: Lab) -> list[CallSummary]:
     await _finish(lab, cid)
     return [
         _base(
+            lab,
+            since,
             cid,
             "inbound",
             external_number=CUSTOMER,
@@ -267,6 +326,8 @@ async def inbound_queue_abandoned(lab: Lab) -> list[CallSummary]:
     await _finish(lab, cid)
     return [
         _base(
+            lab,
+            since,
             cid,
             "inbound",
             external_number=CUSTOMER,
@@ -291,6 +352,8 @@ async def inbound_queue_local_members(lab: Lab) -> list[CallSummary]:
     await _finish(lab, cid)
     return [
         _base(
+            lab,
+            since,
             cid,
             "inbound",
             external_number=CUSTOMER,
@@ -315,6 +378,8 @@ async def inbound_ring_group(lab: Lab) -> list[CallSummary]:
     await _finish(lab, cid)
     return [
         _base(
+            lab,
+            since,
             cid,
             "inbound",
             external_number=CUSTOMER,
@@ -341,6 +406,8 @@ async def inbound_anonymous_answered(lab: Lab) -> list[CallSummary]:
     await _finish(lab, cid)
     return [
         _base(
+            lab,
+            since,
             cid,
             "inbound",
             line=LINE_101,
@@ -367,6 +434,8 @@ async def inbound_pickup(lab: Lab, code: str = "*8") -> list[CallSummary]:
     await _finish(lab, cid)
     return [
         _base(
+            lab,
+            since,
             cid,
             "inbound",
             external_number=CUSTOMER,
@@ -402,6 +471,8 @@ async def blind_transfer(lab: Lab) -> list[CallSummary]:
     await _finish(lab, cid)
     return [
         _base(
+            lab,
+            since,
             cid,
             "inbound",
             external_number=CUSTOMER,
@@ -436,6 +507,8 @@ async def attended_transfer(lab: Lab) -> list[CallSummary]:
     await _finish(lab, cid)
     return [
         _base(
+            lab,
+            since,
             cid,
             "inbound",
             external_number=CUSTOMER,
@@ -470,6 +543,8 @@ async def _outbound(lab: Lab, rule: str, *, hangup_after: float | None, cancel_a
 
 def _outbound_summary(lab: Lab, cid: str, since: int, result: str, talk_s: tuple[float, float]) -> CallSummary:
     return _base(
+        lab,
+        since,
         cid,
         "outbound",
         external_number=OUTSIDE,
@@ -515,6 +590,8 @@ async def internal_answered(lab: Lab) -> list[CallSummary]:
     await _finish(lab, cid)
     return [
         _base(
+            lab,
+            since,
             cid,
             "internal",
             external_number=None,
@@ -541,6 +618,8 @@ async def internal_unanswered(lab: Lab) -> list[CallSummary]:
     await _finish(lab, cid)
     return [
         _base(
+            lab,
+            since,
             cid,
             "internal",
             external_number=None,
