@@ -118,6 +118,8 @@ class Lab:
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def build(self, force: bool = False) -> None:
+        if force and self.paths.rootfs.exists():
+            self.down()  # never delete a rootfs under running instances
         build(self.paths, force=force)
 
     def up(self) -> bool:
