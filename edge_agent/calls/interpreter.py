@@ -78,13 +78,14 @@ _RING_STOP_REASON: dict[str, RingStopReason] = {
 # Hangup cause -> the DialStatus a ringing leg that vanished without DialEnd would have had.
 _CAUSE_STATUS = {"17": "BUSY", "18": "NOANSWER", "19": "NOANSWER", "20": "CHANUNAVAIL", "21": "BUSY"}
 _FAILED_STATUSES = frozenset({"CHANUNAVAIL", "CONGESTION"})
+_ALERTING_STATES = frozenset({"5", "6"})  # Ringing, Up
 _VARIABLES = frozenset({"MIXMONITOR_FILENAME", COMMAND_ID_VARIABLE, COMMAND_NUMBER_VARIABLE})
 
 
 #: Server-side AMI event filters (``Action: Filter``): only what the interpreter reads, so a busy PBX does not
 #: flood the agent with Newexten/VarSet/RTCP events. POSIX ERE, matched against the whole event text.
 AMI_EVENT_FILTERS: tuple[str, ...] = (
-    "^Event: (Newchannel|Hangup|DialBegin|DialEnd|BridgeEnter|BlindTransfer|AttendedTransfer|Pickup"
+    "^Event: (Newchannel|Newstate|Hangup|DialBegin|DialEnd|BridgeEnter|BlindTransfer|AttendedTransfer|Pickup"
     "|QueueCallerJoin|OriginateResponse|FullyBooted|Shutdown|Reload)[[:space:]]",
     "^Event: Newexten[[:space:]].*Application: MixMonitor",
     f"^Event: VarSet[[:space:]].*Variable: _*(MIXMONITOR_FILENAME|{COMMAND_ID_VARIABLE}|{COMMAND_NUMBER_VARIABLE})",
@@ -124,6 +125,7 @@ class CallInterpreter:
             "Pickup": self._on_pickup,
             "Newexten": self._on_newexten,
             "VarSet": self._on_varset,
+            "Newstate": self._on_newstate,
             "QueueCallerJoin": self._on_queue_join,
             "OriginateResponse": self._on_originate_response,
         }
@@ -250,8 +252,7 @@ class CallInterpreter:
                     return  # an Originate ringing the user's own phone first (click-to-call)
                 call.direction = "internal"
                 self._send_started(call)
-            dest.ringing_for = extension
-            self._ring(call, extension)
+            dest.ringing_for = extension  # rings once the phone says so (Newstate Ringing)
         elif kind is ChannelKind.TRUNK:
             dest.outside_leg = True
             if call.direction is None:
@@ -270,7 +271,6 @@ class CallInterpreter:
             ):
                 # follow-me / an extension forwarded to a mobile: the leg rings on that extension's behalf
                 dest.ringing_for = caller.parsed.extension
-                self._ring(call, caller.parsed.extension)
 
     def _rings_originator(self, call: Call, caller: Channel | None) -> bool:
         """Is this dial an Originate ringing the user's own phone (before it calls the other party)?"""
@@ -289,10 +289,8 @@ class CallInterpreter:
             return
         status = m.get("DialStatus", "")
         call = dest.call
-        extension = dest.ringing_for
-        if extension is not None:
-            dest.ringing_for = None
-            self._ring_ended(call, extension, status, picked_up_by=dest.picked_up_by)
+        if dest.ringing_for is not None:
+            self._leg_done(dest, status)
         elif dest.outside_leg:
             if status == "ANSWER":
                 self._answered(call, None)
@@ -399,6 +397,32 @@ class CallInterpreter:
 
     # -- call bookkeeping -----------------------------------------------------------------------------
 
+    def _on_newstate(self, m: AmiMessage) -> None:
+        if m.get("ChannelState") in _ALERTING_STATES:
+            leg = self._channels.get(m.get("Uniqueid", ""))
+            if leg is not None and leg.ringing_for is not None:
+                self._leg_alerting(leg)
+
+    def _leg_alerting(self, leg: Channel) -> None:
+        """A dialed leg's phone rings (or answered straight away): the extension rang."""
+        if leg.ringing_for is not None and not leg.alerting:
+            leg.alerting = True
+            self._ring(leg.call, leg.ringing_for)
+
+    def _leg_done(self, leg: Channel, status: str) -> None:
+        """A dialed leg's dial is over, with a DialStatus (real, or derived from a Hangup)."""
+        extension = leg.ringing_for
+        if extension is None:
+            return
+        if status in ("ANSWER", "NOANSWER"):
+            self._leg_alerting(leg)  # it rang even if no Ringing state reached us (early media, auto-answer)
+        leg.ringing_for = None
+        if leg.alerting:
+            leg.alerting = False
+            self._ring_ended(leg.call, extension, status, picked_up_by=leg.picked_up_by)
+        else:
+            leg.call.last_dial_status = status  # busy/unavailable/cancelled before it ever rang
+
     def _ring(self, call: Call, extension: str) -> None:
         legs = call.ringing.get(extension, 0)
         call.ringing[extension] = legs + 1
@@ -449,9 +473,8 @@ class CallInterpreter:
         call.channels.discard(channel.uniqueid)
         if lost:
             call.lost_channels += 1
-        if channel.ringing_for is not None:  # rang, then vanished without a DialEnd
-            self._ring_ended(call, channel.ringing_for, _CAUSE_STATUS.get(cause, "CANCEL"))
-            channel.ringing_for = None
+        if channel.ringing_for is not None:  # dialed, then vanished without a DialEnd
+            self._leg_done(channel, _CAUSE_STATUS.get(cause, "CANCEL"))
         if not call.channels:
             self._end(call, "lost" if lost else "hangup")
 
@@ -462,12 +485,11 @@ class CallInterpreter:
         if new is None:
             self._anomaly("Linkedid changed to a call never seen", {"Channel": channel.name, "Linkedid": linkedid})
             return
+        if channel.ringing_for is not None:
+            self._leg_done(channel, "CANCEL")
         old.channels.discard(channel.uniqueid)
         new.channels.add(channel.uniqueid)
         channel.call = new
-        if channel.ringing_for is not None:
-            self._ring_ended(old, channel.ringing_for, "CANCEL")
-            channel.ringing_for = None
         if not old.channels:
             self._end(old, "hangup")
 
@@ -486,7 +508,7 @@ class CallInterpreter:
                 self._answered(call, extension)
             else:
                 channel.ringing_for = extension
-                self._ring(call, extension)
+                self._leg_alerting(channel)
         elif channel.parsed.kind is ChannelKind.TRUNK and call.direction is None:
             call.direction = "outbound"
             call.external_number = m.get("Exten") or None

@@ -21,8 +21,10 @@ class Channel:
     call: Call
     #: The dialplan extension the channel was created for (for a trunk's first channel: the DID).
     exten: str
-    #: The extension this channel is ringing for, between DialBegin and DialEnd.
+    #: The extension this channel was dialed for, between DialBegin and DialEnd.
     ringing_for: str | None = None
+    #: True once that dial made the phone ring (Newstate Ringing/Up): only then did the extension "ring".
+    alerting: bool = False
     #: Set by a Pickup event: the extension that picked this ringing channel up.
     picked_up_by: str | None = None
     #: True for a leg dialed to the outside (a trunk) by this call.

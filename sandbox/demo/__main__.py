@@ -14,6 +14,7 @@ from pathlib import Path
 
 from edge_agent.calls.interpreter import CallInterpreter
 from edge_agent.trace import read_trace
+from sandbox.call_expectations import mismatches
 from sandbox.demo.narrate import describe, summary_table
 from wire_protocol.call_events import CallEnded, CallSummary
 
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"Replaying {len(paths)} calls recorded on a real Asterisk 22 through the edge agent's interpreter.\n")
     finished: list[tuple[str, CallSummary]] = []
-    mismatches: list[str] = []
+    problems: list[str] = []
     for path in paths:
         name = path.name.removesuffix(".jsonl")
         print(f"== {name}")
@@ -47,15 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         expected_path = path.with_suffix(".expected.json")
         if expected_path.exists():
             expected = json.loads(expected_path.read_text(encoding="utf-8"))
-            got = [s.to_json_dict() for s in summaries]
-            for want in expected:
-                if not any(all(g.get(k) == v for k, v in want.items()) for g in got):
-                    mismatches.append(f"{name}: no call matches {want}")
+            problems += [f"{name}: {p}" for p in mismatches(expected, [s.to_json_dict() for s in summaries])]
         print()
     print(summary_table(finished))
-    if mismatches:
+    if problems:
         print("\nOutcomes that differ from what the scenario expected:", file=sys.stderr)
-        for line in mismatches:
+        for line in problems:
             print("  " + line, file=sys.stderr)
         return 1
     print(f"\nAll {len(finished)} calls interpreted as expected.")

@@ -51,5 +51,15 @@ class Pbx:
             BridgeTechnology="simple_bridge",
         )
 
+    def ringing(self, channel: tuple[str, str], linkedid: str) -> AmiMessage:
+        return self._base(
+            "Newstate",
+            Channel=channel[0],
+            Uniqueid=channel[1],
+            Linkedid=linkedid,
+            ChannelState="5",
+            ChannelStateDesc="Ringing",
+        )
+
     def hangup(self, channel: tuple[str, str], linkedid: str, cause: str = "16") -> AmiMessage:
         return self._base("Hangup", Channel=channel[0], Uniqueid=channel[1], Linkedid=linkedid, Cause=cause)

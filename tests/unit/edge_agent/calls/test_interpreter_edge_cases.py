@@ -103,13 +103,35 @@ def test_ringing_leg_that_vanishes_without_dialend_is_hidden() -> None:
             pbx.newchannel(*trunk, CallerIDNum="79261234567", Exten="74951234567"),
             pbx.newchannel(phone[0], phone[1], lid),
             pbx.dial_begin(trunk, phone, lid, "PJSIP/101"),
-            pbx.hangup(phone, lid, cause="17"),
+            pbx.ringing(phone, lid),
+            pbx.hangup(phone, lid, cause="19"),
             pbx.hangup(trunk, lid),
         ]
     )
     stopped = [e for e in events if isinstance(e, CallRingStopped)]
-    assert [(e.extension, e.reason) for e in stopped] == [("101", "busy")]
+    assert [(e.extension, e.reason) for e in stopped] == [("101", "no_answer")]
     assert summaries(events)[0]["result"] == "missed"
+
+
+def test_a_busy_phone_never_rang() -> None:
+    """DialEnd BUSY with no Ringing before it: no card was shown, so there is nothing to hide."""
+    pbx, it = Pbx(), CallInterpreter()
+    trunk: Leg = ("PJSIP/carrier-00000001", pbx.uid())
+    phone: Leg = ("PJSIP/101-00000002", pbx.uid())
+    lid = trunk[1]
+    events = it.feed_many(
+        [
+            pbx.newchannel(*trunk, CallerIDNum="79261234567", Exten="74951234567"),
+            pbx.newchannel(phone[0], phone[1], lid),
+            pbx.dial_begin(trunk, phone, lid, "PJSIP/101"),
+            pbx.dial_end(trunk, phone, lid, "BUSY"),
+            pbx.hangup(phone, lid, cause="17"),
+            pbx.hangup(trunk, lid),
+        ]
+    )
+    assert [e.type for e in events] == ["call_started", "call_ended"]
+    [summary] = summaries(events)
+    assert summary["rang"] == [] and summary["result"] == "missed"
 
 
 def test_reconcile_ends_calls_the_pbx_no_longer_has() -> None:
@@ -122,6 +144,7 @@ def test_reconcile_ends_calls_the_pbx_no_longer_has() -> None:
             pbx.newchannel(*trunk, CallerIDNum="79261234567", Exten="74951234567"),
             pbx.newchannel(phone[0], phone[1], lid),
             pbx.dial_begin(trunk, phone, lid, "PJSIP/101"),
+            pbx.ringing(phone, lid),
         ]
     )
     events = it.reconcile([], at=pbx.now + 60)
