@@ -84,9 +84,25 @@ _VARIABLES = frozenset({"MIXMONITOR_FILENAME", COMMAND_ID_VARIABLE, COMMAND_NUMB
 
 #: Server-side AMI event filters (``Action: Filter``): only what the interpreter reads, so a busy PBX does not
 #: flood the agent with Newexten/VarSet/RTCP events. POSIX ERE, matched against the whole event text.
+#: Events read whole; Newexten and VarSet are read only for a few applications and variables.
+_WHOLE_EVENTS = (
+    "Newchannel",
+    "Newstate",
+    "DialBegin",
+    "DialEnd",
+    "BridgeEnter",
+    "BridgeLeave",
+    "BlindTransfer",
+    "AttendedTransfer",
+    "Pickup",
+    "Hangup",
+    "QueueCallerJoin",
+    "OriginateResponse",
+)
+#: Events the connector itself watches (a PBX restart or reload).
+_CONNECTION_EVENTS = ("FullyBooted", "Shutdown", "Reload")
 AMI_EVENT_FILTERS: tuple[str, ...] = (
-    "^Event: (Newchannel|Newstate|Hangup|DialBegin|DialEnd|BridgeEnter|BlindTransfer|AttendedTransfer|Pickup"
-    "|QueueCallerJoin|OriginateResponse|FullyBooted|Shutdown|Reload)[[:space:]]",
+    f"^Event: ({'|'.join(_WHOLE_EVENTS + _CONNECTION_EVENTS)})[[:space:]]",
     "^Event: Newexten[[:space:]].*Application: MixMonitor",
     f"^Event: VarSet[[:space:]].*Variable: _*(MIXMONITOR_FILENAME|{COMMAND_ID_VARIABLE}|{COMMAND_NUMBER_VARIABLE})",
 )
@@ -106,6 +122,8 @@ class CallInterpreter:
         self._channels: dict[str, Channel] = {}
         self._calls: dict[str, Call] = {}
         self._extension_cache: dict[str, bool] = {}
+        self._bridges: dict[str, set[str]] = {}  # bridge id -> channels in it
+        self._local_halves: dict[str, list[Channel]] = {}  # Local pair name -> its ;1 and ;2 channels
         # The time of the message being interpreted, kept as its raw string and parsed only when a call
         # event needs it: most messages never need it, and float() on every one is measurable.
         self._stamp = ""
@@ -120,6 +138,7 @@ class CallInterpreter:
             "DialEnd": self._on_dial_end,
             "Hangup": self._on_hangup,
             "BridgeEnter": self._on_bridge_enter,
+            "BridgeLeave": self._on_bridge_leave,
             "BlindTransfer": self._on_blind_transfer,
             "AttendedTransfer": self._on_attended_transfer,
             "Pickup": self._on_pickup,
@@ -129,6 +148,7 @@ class CallInterpreter:
             "QueueCallerJoin": self._on_queue_join,
             "OriginateResponse": self._on_originate_response,
         }
+        assert set(self._handlers) == {*_WHOLE_EVENTS, "Newexten", "VarSet"}, "keep AMI_EVENT_FILTERS in step"
 
     # -- public surface -------------------------------------------------------------------------------
 
@@ -224,8 +244,11 @@ class CallInterpreter:
         channel = Channel(uniqueid, name, parsed, call, m.get("Exten", ""))
         self._channels[uniqueid] = channel
         call.channels.add(uniqueid)
+        if parsed.local_pair is not None:
+            self._local_halves.setdefault(parsed.local_pair, []).append(channel)
         if first:
             call.origin_pair = parsed.local_pair
+            call.anchor = uniqueid
             if parsed.kind is ChannelKind.TRUNK:
                 call.direction = "inbound"
                 call.external_number = self._caller_number(m.get("CallerIDNum", ""))
@@ -293,6 +316,8 @@ class CallInterpreter:
             self._leg_done(dest, status)
         elif dest.outside_leg:
             if status == "ANSWER":
+                if call.direction == "outbound":
+                    call.anchor = dest.uniqueid  # the outside party: whoever is bridged with it talks
                 self._answered(call, None)
             else:
                 call.last_dial_status = status
@@ -306,15 +331,69 @@ class CallInterpreter:
 
     def _on_bridge_enter(self, m: AmiMessage) -> None:
         channel = self._channels.get(m.get("Uniqueid", ""))
-        if channel is None or m.get("BridgeTechnology") == "holding_bridge":
+        bridge = m.get("BridgeUniqueid", "")
+        if channel is None or not bridge or m.get("BridgeTechnology") == "holding_bridge":
             return
-        extension = channel.parsed.extension
-        if channel.parsed.kind is not ChannelKind.EXTENSION or extension is None:
+        self._leave_bridge(channel)
+        channel.bridge = bridge
+        members = self._bridges.setdefault(bridge, set())
+        members.add(channel.uniqueid)
+        for call in {self._channels[uid].call for uid in members if uid in self._channels}:
+            self._follow_talker(call)
+
+    def _on_bridge_leave(self, m: AmiMessage) -> None:
+        channel = self._channels.get(m.get("Uniqueid", ""))
+        if channel is not None:
+            self._leave_bridge(channel)
+
+    def _leave_bridge(self, channel: Channel) -> None:
+        if channel.bridge is not None:
+            members = self._bridges.get(channel.bridge)
+            if members is not None:
+                members.discard(channel.uniqueid)
+                if not members:
+                    del self._bridges[channel.bridge]
+            channel.bridge = None
+
+    def _follow_talker(self, call: Call) -> None:
+        """Bridges changed: if an extension now talks with the call's other party, it is the one on the call.
+
+        This is what tells a consultation (the consulted phone answered, but talks to the transferer) from a
+        completed transfer (it talks to the customer), and who answered by pickup.
+        """
+        if call.direction is None or call.anchor is None:
             return
-        call = channel.call
-        if call.direction is None or (call.direction != "inbound" and extension == call.caller_extension):
-            return
-        self._answered(call, extension)  # covers answers no DialEnd showed (pickup, redirect, transfer)
+        talker = self._talker(call, call.anchor)
+        if talker is not None and (talker != call.connected or call.answered_at is None):
+            if call.direction == "outbound" and call.answered_at is None:
+                return  # an outbound call is answered by the outside party, not by a bridge
+            self._answered(call, talker)
+
+    def _talker(self, call: Call, anchor_id: str) -> str | None:
+        """The extension bridged with the anchor channel, following Local pairs (;1 <-> ;2) across bridges."""
+        anchor = self._channels.get(anchor_id)
+        if anchor is None:
+            return None
+        skip = call.caller_extension if call.direction == "internal" else None
+        seen = {anchor.uniqueid}
+        frontier = [anchor]
+        while frontier:
+            current = frontier.pop()
+            neighbours: list[Channel] = []
+            if current.bridge is not None:
+                neighbours += [self._channels[u] for u in self._bridges.get(current.bridge, ()) if u in self._channels]
+            if current.parsed.local_pair is not None:
+                neighbours += self._local_halves.get(current.parsed.local_pair, ())
+            for neighbour in neighbours:
+                if neighbour.uniqueid in seen:
+                    continue
+                seen.add(neighbour.uniqueid)
+                kind = neighbour.parsed.kind
+                if kind is ChannelKind.EXTENSION and neighbour.parsed.extension != skip:
+                    return neighbour.parsed.extension
+                if kind is ChannelKind.LOCAL:
+                    frontier.append(neighbour)
+        return None
 
     def _on_blind_transfer(self, m: AmiMessage) -> None:
         if m.get("Result") != "Success":
@@ -353,7 +432,10 @@ class CallInterpreter:
         if target is None or picker.extension is None:
             self._anomaly("Pickup of an unknown channel or by a non-extension", m)
             return
-        target.picked_up_by = picker.extension
+        call = target.call
+        if call.answered_at is None:
+            self._answered(call, picker.extension)  # the picker answers; the rung phone stops ringing
+        self._leg_done(target, "CANCEL")
 
     def _on_newexten(self, m: AmiMessage) -> None:
         if m.get("Application") != "MixMonitor":
@@ -419,7 +501,7 @@ class CallInterpreter:
         leg.ringing_for = None
         if leg.alerting:
             leg.alerting = False
-            self._ring_ended(leg.call, extension, status, picked_up_by=leg.picked_up_by)
+            self._ring_ended(leg.call, extension, status)
         else:
             leg.call.last_dial_status = status  # busy/unavailable/cancelled before it ever rang
 
@@ -431,19 +513,19 @@ class CallInterpreter:
         if legs == 0:
             self._emit(CallRinging(call_id=call.call_id, seq=self._seq(call), at=self._at(), extension=extension))
 
-    def _ring_ended(self, call: Call, extension: str, status: str, *, picked_up_by: str | None = None) -> None:
+    def _ring_ended(self, call: Call, extension: str, status: str) -> None:
         legs = call.ringing.get(extension, 0) - 1
         if legs > 0:
             call.ringing[extension] = legs
         else:
             call.ringing.pop(extension, None)
         if status == "ANSWER":
-            if picked_up_by is not None and picked_up_by != extension:
-                if legs <= 0:
-                    self._send_ring_stopped(call, extension, "answered_elsewhere")
-                self._answered(call, picked_up_by)
-            else:
+            if call.answered_at is None:
                 self._answered(call, extension)
+            elif legs <= 0:
+                # answered while someone already talks (a consultation, a transfer target): who talks to
+                # the other party is decided by the bridges; the card stops ringing either way
+                self._send_ring_stopped(call, extension, "answered")
             return
         call.last_dial_status = status
         if legs <= 0:
@@ -469,6 +551,13 @@ class CallInterpreter:
 
     def _drop_channel(self, channel: Channel, *, cause: str, lost: bool) -> None:
         del self._channels[channel.uniqueid]
+        self._leave_bridge(channel)
+        if channel.parsed.local_pair is not None:
+            halves = self._local_halves.get(channel.parsed.local_pair, [])
+            if channel in halves:
+                halves.remove(channel)
+            if not halves:
+                self._local_halves.pop(channel.parsed.local_pair, None)
         call = channel.call
         call.channels.discard(channel.uniqueid)
         if lost:

@@ -25,8 +25,8 @@ class Channel:
     ringing_for: str | None = None
     #: True once that dial made the phone ring (Newstate Ringing/Up): only then did the extension "ring".
     alerting: bool = False
-    #: Set by a Pickup event: the extension that picked this ringing channel up.
-    picked_up_by: str | None = None
+    #: The bridge the channel is in (BridgeEnter/BridgeLeave).
+    bridge: str | None = None
     #: True for a leg dialed to the outside (a trunk) by this call.
     outside_leg: bool = False
 
@@ -46,6 +46,9 @@ class Call:
     command_number: str | None = None
     #: The first channel seen; for a Local originate its ``;2`` half shares ``origin_pair``.
     origin_pair: str | None = None
+    #: The channel whose talking partner is "the extension on the call": the outside party (inbound: the
+    #: first channel; outbound: the answered trunk leg), or the caller for an internal call.
+    anchor: str | None = None
     queued: bool = False
     rang: list[str] = field(default_factory=list)
     #: extension -> how many of its legs are ringing now (an extension can ring on two legs at once).
