@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from panoramisk import Manager
@@ -27,6 +27,7 @@ from panoramisk.message import Message
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from edge_agent.ami.framing import AmiFramer, AmiMessage
+from edge_agent.ami.originate import OriginateRequest, OriginateResult, originate_action, originate_result
 from edge_agent.backoff import Backoff
 from edge_agent.errors import AmiAuthError, AmiConnectionError, AmiError, AmiPermissionError
 
@@ -87,9 +88,12 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
                     return
             elif "Event" in fields or "Response" in fields:
                 message = Message(fields)
-                if "Event" in fields and not self._owned(message):
-                    self.on_raw_event(fields)  # an event about somebody else's action
-                else:
+                owned = self._owned(message)
+                # Events tied to an action go to it; those the interpreter reads go to it too: somebody
+                # else's action's events, and OriginateResponse (it ties a call to its click-to-call command).
+                if "Event" in fields and (not owned or fields["Event"] == "OriginateResponse"):
+                    self.on_raw_event(dict(fields))
+                if owned or "Response" in fields:
                     self.handle_message(message)
 
     def _owned(self, message: Any) -> bool:
@@ -168,13 +172,18 @@ class AmiConnector:
         self._lost.set()
         self._close()
 
-    async def send_action(self, action: dict[str, str], *, timeout: float | None = None) -> Any:
+    async def send_action(self, action: Mapping[str, str | list[str]], *, timeout: float | None = None) -> Any:
         """Send an action on the live session; returns panoramisk's answer (a message, or a list)."""
         session = self._session
         if session is None or not self.connected.is_set():
             raise AmiConnectionError(f"not connected to AMI at {self.settings.address}")
         future = session.send_action(dict(action))
         return await self._await(future, timeout or self.settings.action_timeout, str(action.get("Action")))
+
+    async def originate(self, request: OriginateRequest) -> OriginateResult:
+        """Place a click-to-call; returns when the user's phone answered, or did not (after ``ring_seconds``)."""
+        answer = await self.send_action(originate_action(request), timeout=request.ring_seconds + 15)
+        return originate_result(request.command_id, answer)
 
     # -- the session ----------------------------------------------------------------------------------
 
@@ -241,7 +250,8 @@ class AmiConnector:
         if first.get("Response") != "Success":
             raise AmiPermissionError(
                 f"AMI user {self.settings.username!r} may not run CoreShowChannels ({first.get('Message')}); "
-                "the agent needs it to recover calls after a reconnect. Grant write permission 'reporting'."
+                "the agent needs it to recover calls after a reconnect. "
+                "Grant write permission 'system' (or 'reporting')."
             )
         live = [dict(m) for m in messages if m.get("Event") == "CoreShowChannel"]
         held, self._held = self._held or [], None

@@ -248,3 +248,54 @@ async def test_split_writes_and_lf_only_framing_are_understood() -> None:
             await sink.wait_for(lambda: len(sink.named("Newchannel")) >= 20)
         uids = [m["Uniqueid"] for m in sink.named("Newchannel")]
         assert uids == [f"pbx-2.{n}" for n in range(20)]
+
+
+async def test_originate_sends_what_asterisk_and_panoramisk_need_and_reads_the_outcome() -> None:
+    from edge_agent.ami.originate import OriginateRequest
+    from sandbox.ami_server import REASON_BUSY, OriginateOutcome
+
+    async with FakeAmiServer({"edge": AGENT}) as server:
+        outcomes = iter([OriginateOutcome(), OriginateOutcome(reason=REASON_BUSY, delay=0.05)])
+
+        async def script(action: AmiMessage) -> OriginateOutcome:
+            return next(outcomes)
+
+        server.on_originate = script
+        sink = Recorder()
+        connector = AmiConnector(settings(server.port), sink)
+        async with running(connector):
+            await asyncio.wait_for(connector.connected.wait(), 3)
+            answered = await connector.originate(OriginateRequest("cmd-1", "101", "79261234567"))
+            busy = await connector.originate(OriginateRequest("cmd-2", "102", "79031112233", ring_seconds=5))
+            await sink.wait_for(lambda: len(sink.named("OriginateResponse")) == 2)
+        assert (answered.success, answered.reason, busy.success, busy.reason) == (True, "answered", False, "busy")
+        first = next(a for a in server.actions if a.get("Action") == "Originate")
+        assert first["Async"] == "true" and first["ActionID"] == "pbxlink-originate/cmd-1"
+        assert (first["Channel"], first["Context"], first["Exten"], first["Timeout"]) == (
+            "PJSIP/101",
+            "pbxlink-originate",
+            "79261234567",
+            "30000",
+        )
+        assert first["Variable"].split("\n") == [
+            "__PBXLINK_COMMAND_ID=cmd-1",
+            "__PBXLINK_DIAL_NUMBER=79261234567",
+        ]
+        # the interpreter hears OriginateResponse too (it ties the call to the command)
+        assert [m["ActionID"] for m in sink.named("OriginateResponse")] == [
+            "pbxlink-originate/cmd-1",
+            "pbxlink-originate/cmd-2",
+        ]
+
+
+async def test_originate_without_permission_is_a_clear_rejection() -> None:
+    from edge_agent.ami.originate import OriginateRequest
+
+    no_originate = UserSpec("edge-secret", read="system,call", write="system")
+    async with FakeAmiServer({"edge": no_originate}) as server:
+        connector = AmiConnector(settings(server.port), Recorder())
+        async with running(connector):
+            await asyncio.wait_for(connector.connected.wait(), 3)
+            result = await connector.originate(OriginateRequest("cmd-3", "101", "79261234567"))
+        assert (result.success, result.reason) == (False, "rejected")
+        assert "Permission denied" in result.message
