@@ -628,7 +628,7 @@ async def internal_unanswered(lab: Lab) -> list[CallSummary]:
             rang=["102"],
             answered_by=None,
             transfers=[],
-            final_extension=None,
+            final_extension="101",  # nobody answered: the caller stays responsible, as for outbound calls
             result="no_answer",
             talk_seconds=(0.0, 0.0),
             recording=None,
