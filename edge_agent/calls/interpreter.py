@@ -122,17 +122,18 @@ class CallInterpreter:
         self._channels: dict[str, Channel] = {}
         self._calls: dict[str, Call] = {}
         self._extension_cache: dict[str, bool] = {}
+        self._parse_cache: dict[str, ParsedChannel] = {}
         self._bridges: dict[str, set[str]] = {}  # bridge id -> channels in it
         self._local_halves: dict[str, list[Channel]] = {}  # Local pair name -> its ;1 and ;2 channels
-        # The time of the message being interpreted, kept as its raw string and parsed only when a call
-        # event needs it: most messages never need it, and float() on every one is measurable.
-        self._stamp = ""
-        self._parsed_stamp = ""
+        # The message being interpreted; its time is parsed only when a call event needs it (most messages
+        # never do, and reading and converting it for every one is measurable).
+        self._message: AmiMessage = {}
+        self._timed_message: AmiMessage | None = None
         self._now_value = 0.0
         self._out: list[CallEvent] = []
         #: Anomalies seen, by kind; each kind is logged once (with the message), then only counted.
         self.anomalies: Counter[str] = Counter()
-        self._handlers: dict[str, Callable[[AmiMessage], None]] = {
+        self._handlers: dict[str, Callable[[AmiMessage, Channel | None], None]] = {
             "Newchannel": self._on_newchannel,
             "DialBegin": self._on_dial_begin,
             "DialEnd": self._on_dial_end,
@@ -165,7 +166,7 @@ class CallInterpreter:
         handler = self._handlers.get(message.get("Event", ""))
         if handler is None:
             return []
-        self._stamp = message.get("Timestamp") or message.get("_ts") or self._stamp
+        self._message = message  # its time is read only if a call event needs it
         out = self._out = []
         try:
             channel = self._channels.get(message.get("Uniqueid", ""))
@@ -173,25 +174,28 @@ class CallInterpreter:
                 linkedid = message.get("Linkedid")
                 if linkedid and linkedid != channel.call.call_id:
                     self._move(channel, linkedid)
-            handler(message)
+            handler(message, channel)
         except Exception:  # a bug on odd input must not take the other calls down with it
             self._anomaly("internal error while interpreting", message, exc_info=True)
         return out
 
     @property
     def _now(self) -> float:
-        stamp = self._stamp
-        if stamp is not self._parsed_stamp:
-            self._parsed_stamp = stamp
-            try:
-                self._now_value = float(stamp)
-            except ValueError:
-                self._anomaly("unparsable timestamp", {"Timestamp": stamp})
+        """The current message's time: Asterisk's ``Timestamp`` if sent, else ``_ts``, else the last known."""
+        message = self._message
+        if message is not self._timed_message:
+            self._timed_message = message
+            stamp = message.get("Timestamp") or message.get("_ts")
+            if stamp:
+                try:
+                    self._now_value = float(stamp)
+                except ValueError:
+                    self._anomaly("unparsable timestamp", message)
         return self._now_value
 
     def _set_now(self, value: float) -> None:
         self._now_value = value
-        self._parsed_stamp = self._stamp
+        self._timed_message = self._message
 
     def feed_many(self, messages: Iterable[AmiMessage]) -> list[CallEvent]:
         events: list[CallEvent] = []
@@ -225,7 +229,7 @@ class CallInterpreter:
 
     # -- events ---------------------------------------------------------------------------------------
 
-    def _on_newchannel(self, m: AmiMessage) -> None:
+    def _on_newchannel(self, m: AmiMessage, channel: Channel | None) -> None:
         uniqueid, name = m.get("Uniqueid"), m.get("Channel")
         if not uniqueid or not name:
             self._anomaly("Newchannel without Uniqueid or Channel", m)
@@ -259,13 +263,13 @@ class CallInterpreter:
                 call.caller_extension = parsed.extension
         return channel
 
-    def _on_dial_begin(self, m: AmiMessage) -> None:
+    def _on_dial_begin(self, m: AmiMessage, channel: Channel | None) -> None:
         dest = self._channels.get(m.get("DestUniqueid", ""))
         if dest is None:
             self._anomaly("DialBegin to an unknown channel", m)
             return
         call = dest.call
-        caller = self._channels.get(m.get("Uniqueid", ""))
+        caller = channel
         kind = dest.parsed.kind
         if kind is ChannelKind.EXTENSION:
             extension = dest.parsed.extension
@@ -305,7 +309,7 @@ class CallInterpreter:
             and (caller.parsed.local_pair == call.origin_pair)
         )
 
-    def _on_dial_end(self, m: AmiMessage) -> None:
+    def _on_dial_end(self, m: AmiMessage, channel: Channel | None) -> None:
         dest = self._channels.get(m.get("DestUniqueid", ""))
         if dest is None:
             self._anomaly("DialEnd to an unknown channel", m)
@@ -322,15 +326,13 @@ class CallInterpreter:
             else:
                 call.last_dial_status = status
 
-    def _on_hangup(self, m: AmiMessage) -> None:
-        channel = self._channels.get(m.get("Uniqueid", ""))
+    def _on_hangup(self, m: AmiMessage, channel: Channel | None) -> None:
         if channel is None:
             self._anomaly("Hangup for a channel never seen", m)
             return
         self._drop_channel(channel, cause=m.get("Cause", ""), lost=False)
 
-    def _on_bridge_enter(self, m: AmiMessage) -> None:
-        channel = self._channels.get(m.get("Uniqueid", ""))
+    def _on_bridge_enter(self, m: AmiMessage, channel: Channel | None) -> None:
         bridge = m.get("BridgeUniqueid", "")
         if channel is None or not bridge or m.get("BridgeTechnology") == "holding_bridge":
             return
@@ -341,8 +343,7 @@ class CallInterpreter:
         for call in {self._channels[uid].call for uid in members if uid in self._channels}:
             self._follow_talker(call)
 
-    def _on_bridge_leave(self, m: AmiMessage) -> None:
-        channel = self._channels.get(m.get("Uniqueid", ""))
+    def _on_bridge_leave(self, m: AmiMessage, channel: Channel | None) -> None:
         if channel is not None:
             self._leave_bridge(channel)
 
@@ -395,7 +396,7 @@ class CallInterpreter:
                     frontier.append(neighbour)
         return None
 
-    def _on_blind_transfer(self, m: AmiMessage) -> None:
+    def _on_blind_transfer(self, m: AmiMessage, channel: Channel | None) -> None:
         if m.get("Result") != "Success":
             return
         transferee = self._channels.get(m.get("TransfereeUniqueid", ""))
@@ -406,7 +407,7 @@ class CallInterpreter:
         from_extension = self._parse(m.get("TransfererChannel", "")).extension
         self._transferred(transferee.call, Transfer(from_extension=from_extension, to=target, kind="blind"))
 
-    def _on_attended_transfer(self, m: AmiMessage) -> None:
+    def _on_attended_transfer(self, m: AmiMessage, channel: Channel | None) -> None:
         if m.get("Result") != "Success":
             return
         transferee = self._channels.get(m.get("TransfereeUniqueid", "")) or self._channels.get(
@@ -426,7 +427,7 @@ class CallInterpreter:
         self._transferred(call, Transfer(from_extension=from_extension, to=target, kind="attended"))
         self._answered(call, target)
 
-    def _on_pickup(self, m: AmiMessage) -> None:
+    def _on_pickup(self, m: AmiMessage, channel: Channel | None) -> None:
         target = self._channels.get(m.get("TargetUniqueid", ""))
         picker = self._parse(m.get("Channel", ""))
         if target is None or picker.extension is None:
@@ -437,19 +438,17 @@ class CallInterpreter:
             self._answered(call, picker.extension)  # the picker answers; the rung phone stops ringing
         self._leg_done(target, "CANCEL")
 
-    def _on_newexten(self, m: AmiMessage) -> None:
+    def _on_newexten(self, m: AmiMessage, channel: Channel | None) -> None:
         if m.get("Application") != "MixMonitor":
             return
-        channel = self._channels.get(m.get("Uniqueid", ""))
         file = m.get("AppData", "").partition(",")[0].strip()
         if channel is not None and file and channel.call.recording is None:
             channel.call.recording = file  # announced with its full path by MIXMONITOR_FILENAME, or at the end
 
-    def _on_varset(self, m: AmiMessage) -> None:
+    def _on_varset(self, m: AmiMessage, channel: Channel | None) -> None:
         variable = m.get("Variable", "").lstrip("_")
         if variable not in _VARIABLES:
             return
-        channel = self._channels.get(m.get("Uniqueid", ""))
         value = m.get("Value", "")
         if channel is None or not value:
             return
@@ -464,26 +463,22 @@ class CallInterpreter:
         else:
             call.command_number = call.command_number or value
 
-    def _on_originate_response(self, m: AmiMessage) -> None:
+    def _on_originate_response(self, m: AmiMessage, channel: Channel | None) -> None:
         action_id = m.get("ActionID", "")
         if not action_id.startswith(ORIGINATE_ACTION_PREFIX):
             return  # someone else's Originate
-        channel = self._channels.get(m.get("Uniqueid", ""))
         if channel is not None and channel.call.command_id is None:
             channel.call.command_id = action_id.removeprefix(ORIGINATE_ACTION_PREFIX)
 
-    def _on_queue_join(self, m: AmiMessage) -> None:
-        channel = self._channels.get(m.get("Uniqueid", ""))
+    def _on_queue_join(self, m: AmiMessage, channel: Channel | None) -> None:
         if channel is not None:
             channel.call.queued = True
 
     # -- call bookkeeping -----------------------------------------------------------------------------
 
-    def _on_newstate(self, m: AmiMessage) -> None:
-        if m.get("ChannelState") in _ALERTING_STATES:
-            leg = self._channels.get(m.get("Uniqueid", ""))
-            if leg is not None and leg.ringing_for is not None:
-                self._leg_alerting(leg)
+    def _on_newstate(self, m: AmiMessage, channel: Channel | None) -> None:
+        if channel is not None and channel.ringing_for is not None and m.get("ChannelState") in _ALERTING_STATES:
+            self._leg_alerting(channel)
 
     def _leg_alerting(self, leg: Channel) -> None:
         """A dialed leg's phone rings (or answered straight away): the extension rang."""
@@ -711,7 +706,18 @@ class CallInterpreter:
         return _utc(self._now)
 
     def _parse(self, name: str) -> ParsedChannel:
-        return parse_channel(name, self._is_extension)
+        # "PJSIP/101-0000002a" and "PJSIP/101-0000002b" are the same party: cache by the part before the
+        # sequence number. Local channels carry their pair's name, so they are parsed every time.
+        dash = name.rfind("-")
+        if dash <= 0 or name.startswith("Local/"):
+            return parse_channel(name, self._is_extension)
+        key = name[:dash]
+        parsed = self._parse_cache.get(key)
+        if parsed is None:
+            if len(self._parse_cache) > 10_000:
+                self._parse_cache.clear()
+            parsed = self._parse_cache[key] = parse_channel(name, self._is_extension)
+        return parsed
 
     def _is_extension(self, endpoint: str) -> bool:
         known = self._extension_cache.get(endpoint)
