@@ -193,23 +193,4 @@ async def test_queue_with_local_members(pbx_lab: LiveLab, edge: AmiClient) -> No
     assert connect["Linkedid"] == summary["call_id"]
 
 
-# The scenarios not already exercised above: each checks itself against the PBX's events (ScenarioError).
-_COVERED = {
-    "inbound_direct_answered",
-    "outbound_answered",
-    "blind_transfer",
-    "attended_transfer",
-    "inbound_pickup",
-    "inbound_queue_local_members",
-}
-
-
-@pytest.mark.parametrize("name", [n for n in scenarios.SCENARIOS if n not in _COVERED])
-async def test_scenario(pbx_lab: LiveLab, name: str) -> None:
-    summaries = await scenarios.SCENARIOS[name](pbx_lab.scenario_lab)
-    assert summaries
-    for s in summaries:
-        assert s["call_id"].startswith("pbx-")
-        assert s["direction"] in ("inbound", "outbound", "internal")
-        assert s["command_id"] is None
-        assert s.get("result") in ("answered", "missed", "no_answer", "busy", "failed")
+# Every scenario runs in tests/live/test_agent_on_lab.py, through the edge agent, and checks itself there.
