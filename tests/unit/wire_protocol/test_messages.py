@@ -1,0 +1,104 @@
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from wire_protocol.call_events import CallEnded, CallRinging, CallSummary, Transfer
+from wire_protocol.messages import (
+    MAX_MESSAGE_BYTES,
+    Ack,
+    CallEventsBatch,
+    Command,
+    Heartbeat,
+    Hello,
+    OriginateCommand,
+    ProtocolError,
+    SequencedEvent,
+    batch_events,
+    decode_agent_message,
+    decode_cloud_message,
+    encode,
+)
+
+AT = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+
+
+def ended(call_id: str) -> CallEnded:
+    summary = CallSummary(
+        call_id=call_id,
+        direction="inbound",
+        external_number="79261234567",
+        line="74951234567",
+        caller_extension=None,
+        rang=["101", "102"],
+        answered_by="101",
+        transfers=[Transfer(from_extension="101", to="102", kind="blind")],
+        final_extension="102",
+        result="answered",
+        started_at=AT,
+        answered_at=AT,
+        ended_at=AT,
+        talk_seconds=12,
+        recording="in-1.wav",
+        command_id=None,
+    )
+    return CallEnded(call_id=call_id, seq=5, at=AT, summary=summary)
+
+
+def test_agent_messages_round_trip() -> None:
+    batch = CallEventsBatch(events=[SequencedEvent(seq=1, event=ended("pbx-1.1"))])
+    for message in (Hello(agent_version="0.1.0", capabilities=["originate"]), batch, Heartbeat(sent_at=AT)):
+        assert decode_agent_message(encode(message)) == message
+    assert '"from":"101"' in encode(batch)  # the summary contract's field name on the wire
+
+
+def test_cloud_messages_round_trip() -> None:
+    command = Command(command_id="c1", command=OriginateCommand(extension="101", number="+79261234567"))
+    for message in (Ack(up_to_seq=7), command):
+        assert decode_cloud_message(encode(message)) == message
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("not json", "bad_json"),
+        ("[1, 2]", "bad_json"),
+        ('{"type": "launch_missiles"}', "unknown_type"),
+        ('{"type": "ack", "up_to_seq": 1}', "unknown_type"),  # a cloud message sent by an agent
+        ('{"type": "hello", "v": 2, "agent_version": "9"}', "unsupported_version"),
+        ('{"type": "hello"}', "invalid_message"),
+        ('{"type": "call_events", "events": []}', "invalid_message"),
+        ('{"type": "heartbeat", "sent_at": "2026-01-01T00:00:00Z", "extra": 1}', "invalid_message"),
+        ("x" * (MAX_MESSAGE_BYTES + 1), "too_large"),
+    ],
+)
+def test_bad_agent_messages_get_a_clear_code(text: str, code: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        decode_agent_message(text)
+    assert caught.value.code == code
+
+
+def test_binary_frames_are_refused() -> None:
+    with pytest.raises(ProtocolError, match="binary"):
+        decode_cloud_message(b'{"type": "ack", "up_to_seq": 1}')
+
+
+def test_originate_numbers_are_digits_only() -> None:
+    bad = {"type": "command", "command_id": "c", "command": {"kind": "originate", "extension": "101", "number": "1;x"}}
+    with pytest.raises(ProtocolError, match="invalid_message"):
+        decode_cloud_message(json.dumps(bad))
+
+
+def test_batches_keep_order_and_stay_under_the_frame_limit() -> None:
+    events = [
+        SequencedEvent(
+            seq=n, event=ended(f"pbx-1.{n}") if n % 3 else CallRinging(call_id="c", seq=n, at=AT, extension="101")
+        )
+        for n in range(1, 400)
+    ]
+    batches = list(batch_events(events))
+    assert len(batches) > 1
+    assert [e.seq for b in batches for e in b.events] == list(range(1, 400))
+    assert all(len(encode(b).encode()) <= MAX_MESSAGE_BYTES for b in batches)
+    small = list(batch_events(events, max_bytes=4000))
+    assert all(len(encode(b).encode()) <= 4000 for b in small)

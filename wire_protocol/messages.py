@@ -1,0 +1,278 @@
+"""The edge↔cloud wire protocol, version 1: every message either side may send, and how they are framed.
+
+Transport: one websocket per agent, opened by the agent (outbound only), text frames carrying one JSON object
+each. API Gateway closes a connection on a frame over 32 KB or a message over 128 KB, so every message this
+module encodes stays under :data:`MAX_MESSAGE_BYTES` (one frame); call events are batched up to that size.
+
+Delivery: the agent numbers every call event it stores with a per-agent sequence number (``seq``, from its
+durable outbox) and resends until the cloud acknowledges it (``ack``, cumulative: "everything up to ``seq``
+is stored"). The cloud stores each event idempotently on its ``event_id`` before acknowledging, so a resend
+changes nothing. Commands carry a ``command_id``; the agent runs each id at most once and answers with a
+``command_result``.
+
+Every message has ``type`` and ``v`` (the protocol version). A peer that receives a message it cannot accept
+answers with an ``error`` (code and message) and keeps the connection: it never crashes on bad input.
+See ``docs/wire-protocol.md`` for the message-by-message reference.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from wire_protocol.call_events import CallEvent
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "PROTOCOL_VERSION",
+    "Ack",
+    "AgentMessage",
+    "AgentSettings",
+    "CallEventsBatch",
+    "CloudMessage",
+    "Command",
+    "CommandResult",
+    "ErrorCode",
+    "ErrorMessage",
+    "Heartbeat",
+    "Hello",
+    "OriginateCommand",
+    "ProtocolError",
+    "ReloadCommand",
+    "SequencedEvent",
+    "Welcome",
+    "batch_events",
+    "decode_agent_message",
+    "decode_cloud_message",
+    "encode",
+]
+
+PROTOCOL_VERSION: Final = 1
+#: API Gateway's frame limit is 32 KB; one message is one frame, with room to spare for the envelope.
+MAX_MESSAGE_BYTES: Final = 32_000
+
+ErrorCode = Literal[
+    "bad_json",  # not JSON, or not a JSON object
+    "unknown_type",  # a ``type`` this peer does not know
+    "unsupported_version",  # a ``v`` this peer does not speak
+    "invalid_message",  # fields missing or of the wrong kind
+    "too_large",  # over MAX_MESSAGE_BYTES
+    "not_authorized",  # the token is revoked or the agent may not do this
+    "internal",  # the peer failed; the sender should retry later
+]
+
+
+class ProtocolError(Exception):
+    """A message could not be accepted; ``code`` says why (one of :data:`ErrorCode`)."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code: ErrorCode = code
+        self.message = message
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: int = PROTOCOL_VERSION
+
+
+# -- agent -> cloud -------------------------------------------------------------------------------------
+
+
+class Hello(_Message):
+    """First message on every connection: who the agent is and what it can do."""
+
+    type: Literal["hello"] = "hello"
+    agent_version: str
+    pbx_version: str | None = None  # "Asterisk 22.10.1", when the agent could ask
+    ami_version: str | None = None  # the AMI banner's version
+    capabilities: list[str] = Field(default_factory=list)  # "originate", "recordings", ...
+    outbox_depth: int = Field(default=0, ge=0)  # events stored and not yet acknowledged
+
+
+class SequencedEvent(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seq: int = Field(ge=1, description="per-agent, from the durable outbox; strictly increasing")
+    event: CallEvent
+
+
+class CallEventsBatch(_Message):
+    type: Literal["call_events"] = "call_events"
+    events: list[SequencedEvent] = Field(min_length=1)
+
+
+class CommandResult(_Message):
+    type: Literal["command_result"] = "command_result"
+    command_id: str
+    ok: bool
+    #: "answered", "no_answer", "busy", "congestion", "failed", "rejected", "duplicate", "unknown", ...
+    code: str
+    message: str = ""
+    call_id: str | None = None  # the PBX call the command started, when known
+
+
+class Heartbeat(_Message):
+    """Keeps API Gateway's 10-minute idle timer from closing a quiet connection."""
+
+    type: Literal["heartbeat"] = "heartbeat"
+    sent_at: datetime
+    outbox_depth: int = Field(default=0, ge=0)
+    ami_connected: bool = True
+
+
+# -- cloud -> agent -------------------------------------------------------------------------------------
+
+
+class OriginateSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    context: str = "from-internal"
+    channel_template: str = "PJSIP/{extension}"
+    prefix: str = ""  # prepended to the number dialed (an outside-line prefix)
+    ring_seconds: int = Field(default=30, ge=5, le=120)
+
+
+class AgentSettings(_Message):
+    """What the agent needs from the tenant's settings; sent after hello and whenever they change."""
+
+    type: Literal["settings"] = "settings"
+    originate: OriginateSettings = Field(default_factory=OriginateSettings)
+
+
+class Welcome(_Message):
+    """The cloud's answer to hello: the agent is known, and what the cloud already holds."""
+
+    type: Literal["welcome"] = "welcome"
+    agent_id: str
+    tenant: str  # the Bitrix24 portal (member_id) this agent belongs to
+    acked_seq: int = Field(ge=0, description="the highest seq the cloud has stored from this agent")
+
+
+class Ack(_Message):
+    """Everything up to and including ``up_to_seq`` is stored; the agent may forget it."""
+
+    type: Literal["ack"] = "ack"
+    up_to_seq: int = Field(ge=0)
+
+
+class OriginateCommand(BaseModel):
+    """Click-to-call: ring ``extension``, then dial ``number`` from it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["originate"] = "originate"
+    extension: str = Field(min_length=1, max_length=32)
+    number: str = Field(min_length=1, max_length=40, pattern=r"^\+?[0-9*#]+$")
+    caller_id: str | None = None
+
+
+class ReloadCommand(BaseModel):
+    """Re-read settings and reconnect to AMI (after an admin changed them)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["reload"] = "reload"
+
+
+class Command(_Message):
+    type: Literal["command"] = "command"
+    command_id: str = Field(min_length=1, max_length=128)
+    command: Annotated[OriginateCommand | ReloadCommand, Field(discriminator="kind")]
+
+
+class ErrorMessage(_Message):
+    """Either side's answer to a message it could not accept. The connection stays open."""
+
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    message: str
+    about: str | None = None  # the offending message's type, when it had one
+
+
+AgentMessage = Annotated[
+    Hello | CallEventsBatch | CommandResult | Heartbeat | ErrorMessage, Field(discriminator="type")
+]
+CloudMessage = Annotated[Welcome | Ack | Command | AgentSettings | ErrorMessage, Field(discriminator="type")]
+
+_AGENT: TypeAdapter[AgentMessage] = TypeAdapter(AgentMessage)
+_CLOUD: TypeAdapter[CloudMessage] = TypeAdapter(CloudMessage)
+_AGENT_TYPES: Final = frozenset({"hello", "call_events", "command_result", "heartbeat", "error"})
+_CLOUD_TYPES: Final = frozenset({"welcome", "ack", "command", "settings", "error"})
+
+
+def encode(message: BaseModel) -> str:
+    """JSON text for one message; raises :class:`ProtocolError` (``too_large``) rather than send a frame
+    API Gateway would close the connection over."""
+    text = message.model_dump_json(by_alias=True)
+    size = len(text.encode("utf-8"))
+    if size > MAX_MESSAGE_BYTES:
+        raise ProtocolError("too_large", f"{getattr(message, 'type', '?')} message is {size} bytes")
+    return text
+
+
+def _decode(text: str | bytes, adapter: TypeAdapter[object], known: frozenset[str]) -> object:
+    if isinstance(text, bytes):
+        raise ProtocolError("bad_json", "binary frames are not part of the protocol; send text")
+    if len(text.encode("utf-8")) > MAX_MESSAGE_BYTES:
+        raise ProtocolError("too_large", f"message over {MAX_MESSAGE_BYTES} bytes")
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError("bad_json", f"not JSON: {exc.msg}") from None
+    if not isinstance(raw, dict):
+        raise ProtocolError("bad_json", "a message is a JSON object")
+    kind = raw.get("type")
+    if kind not in known:
+        raise ProtocolError("unknown_type", f"unknown message type {kind!r}")
+    version = raw.get("v", PROTOCOL_VERSION)
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError("unsupported_version", f"protocol version {version!r}; this peer speaks {PROTOCOL_VERSION}")
+    try:
+        return adapter.validate_python(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ProtocolError("invalid_message", f"{kind}: {where}: {first['msg']}") from None
+
+
+def decode_agent_message(text: str | bytes) -> AgentMessage:
+    """What the cloud calls on every frame from an agent; raises :class:`ProtocolError`, nothing else."""
+    return _decode(text, _AGENT, _AGENT_TYPES)  # type: ignore[arg-type,return-value]
+
+
+def decode_cloud_message(text: str | bytes) -> CloudMessage:
+    """What the agent calls on every frame from the cloud; raises :class:`ProtocolError`, nothing else."""
+    return _decode(text, _CLOUD, _CLOUD_TYPES)  # type: ignore[arg-type,return-value]
+
+
+def batch_events(events: Iterable[SequencedEvent], max_bytes: int = MAX_MESSAGE_BYTES) -> Iterator[CallEventsBatch]:
+    """Pack events, in order, into as few ``call_events`` messages as fit ``max_bytes`` each."""
+    overhead = len(encode(CallEventsBatch(events=[_PLACEHOLDER])).encode()) - len(_PLACEHOLDER_JSON)
+    batch: list[SequencedEvent] = []
+    size = overhead
+    for event in events:
+        event_size = len(event.model_dump_json(by_alias=True).encode()) + 1  # + the comma
+        if event_size + overhead > max_bytes:
+            raise ProtocolError("too_large", f"event seq {event.seq} alone is {event_size} bytes")
+        if batch and size + event_size > max_bytes:
+            yield CallEventsBatch(events=batch)
+            batch, size = [], overhead
+        batch.append(event)
+        size += event_size
+    if batch:
+        yield CallEventsBatch(events=batch)
+
+
+_PLACEHOLDER = SequencedEvent.model_validate(
+    {
+        "seq": 1,
+        "event": {"type": "ringing", "call_id": "x", "seq": 1, "at": "2026-01-01T00:00:00Z", "extension": "1"},
+    }
+)
+_PLACEHOLDER_JSON = _PLACEHOLDER.model_dump_json(by_alias=True)
