@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit integration live demo lab lab-down bench clean
+.PHONY: install test lint typecheck unit integration live demo lab lab-down bench cloud-local clean
 
 install: $(STAMP)
 
@@ -43,6 +43,10 @@ lab: install
 
 lab-down: install
 	$(PY) -m sandbox.pbx_lab down
+
+## The whole cloud on this machine: Chalice REST + websocket routes behind a local API Gateway, moto as AWS.
+cloud-local: install
+	$(PY) -m sandbox.cloud_local $(ARGS)
 
 bench: install
 	$(PY) -m bench.interpreter_throughput
