@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import re
 import resource
 import sys
 import time
@@ -23,31 +22,22 @@ from pathlib import Path
 from edge_agent.ami.framing import AmiFramer, format_action
 from edge_agent.calls.interpreter import AMI_EVENT_FILTERS, CallInterpreter
 from edge_agent.trace import read_trace
+from sandbox.ami_server.filters import received_through
 
 TRACES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "traces"
 CHUNK = 4096  # what a socket read typically returns on a busy link
 
 
-def server_filter() -> re.Pattern[str]:
-    """The agent's server-side AMI filters, as Python regexes (Asterisk applies them before sending)."""
-    whitespace = r"\s"
-    return re.compile("|".join("(?s:" + p.replace("[[:space:]]", whitespace) + ")" for p in AMI_EVENT_FILTERS))
-
-
 def load_stream(paths: list[Path], *, filtered: bool) -> tuple[bytes, int]:
     """All traces as one AMI byte stream (as Asterisk sent it), and how many events it holds."""
-    keep = server_filter()
     wire = bytearray()
     count = 0
     for path in paths:
-        for message in read_trace(path):
+        messages = [m for m in read_trace(path) if "Event" in m and "ActionID" not in m]
+        for message in received_through(AMI_EVENT_FILTERS, messages) if filtered else messages:
             message.pop("_ts", None)
-            if "Event" in message and "ActionID" not in message:
-                raw = format_action(message)
-                if filtered and not keep.match(raw.decode()):
-                    continue
-                wire += raw
-                count += 1
+            wire += format_action(message)
+            count += 1
     return bytes(wire), count
 
 

@@ -13,11 +13,14 @@ through the closing blank line) without ``REG_NEWLINE``, so ``.`` crosses lines;
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
-__all__ = ["EventFilter", "FilterError", "MatchMethod", "parse_filter", "should_send"]
+from edge_agent.ami.framing import AmiMessage, format_action
+
+__all__ = ["EventFilter", "FilterError", "MatchMethod", "parse_filter", "received_through", "should_send"]
 
 
 class MatchMethod(Enum):
@@ -145,3 +148,19 @@ def should_send(includes: list[EventFilter], excludes: list[EventFilter], event_
     if includes and not any(f.matches(event_name, text) for f in includes):
         return False
     return not any(f.matches(event_name, text) for f in excludes)
+
+
+def received_through(patterns: Iterable[str], messages: Iterable[AmiMessage]) -> list[AmiMessage]:
+    """The events a session that installed these ``Filter`` patterns would be sent, in order.
+
+    For replaying recorded (unfiltered) traces as the agent receives them; ``_ts`` is ignored for matching.
+    """
+    filters = [parse_filter(pattern) for pattern in patterns]
+    includes = [f for f in filters if not f.exclude]
+    excludes = [f for f in filters if f.exclude]
+    kept = []
+    for message in messages:
+        text = format_action({k: v for k, v in message.items() if k != "_ts"}).decode("utf-8")
+        if should_send(includes, excludes, message.get("Event", ""), text):
+            kept.append(message)
+    return kept
