@@ -5,10 +5,13 @@
     EdgeAgentError
     ├── ConfigError            a setting is missing or invalid; the message names it
     ├── TraceError             a trace file cannot be read or written
-    └── AmiError               anything about the AMI connection
-        ├── AmiAuthError       Asterisk refused the login (wrong user/secret, or ACL)
-        ├── AmiPermissionError the AMI user lacks a permission the agent needs
-        └── AmiConnectionError the TCP connection failed or was lost
+    ├── AmiError               anything about the AMI connection
+    │   ├── AmiAuthError       Asterisk refused the login (wrong user/secret, or ACL)
+    │   ├── AmiPermissionError the AMI user lacks a permission the agent needs
+    │   └── AmiConnectionError the TCP connection failed or was lost
+    ├── OutboxError            the durable outbox cannot be opened or written
+    └── LinkError              the websocket link to the cloud
+        └── TokenRefusedError  the cloud refused the agent's token
 """
 
 
@@ -38,3 +41,15 @@ class AmiPermissionError(AmiError):
 
 class AmiConnectionError(AmiError):
     pass
+
+
+class OutboxError(EdgeAgentError):
+    """The outbox file cannot be opened or written (disk full, permissions, corruption)."""
+
+
+class LinkError(EdgeAgentError):
+    """Anything about the websocket link to the cloud."""
+
+
+class TokenRefusedError(LinkError):
+    """The cloud refused the agent's token (HTTP 401/403 on the upgrade, or ``not_authorized``)."""
