@@ -8,6 +8,13 @@
     username = "pbxlink"
     secret = "…"              # or EDGE_AMI_SECRET, which is better kept out of files
 
+    data_dir = "/var/lib/pbxlink"   # or EDGE_DATA_DIR: the durable outbox lives here (edge-agent run)
+    outbox_max_events = 1000000     # or EDGE_OUTBOX_MAX_EVENTS: warn at 80 %, never drop
+
+    [cloud]                   # edge-agent run / doctor
+    url = "wss://…"           # or EDGE_CLOUD_URL
+    token = "…"               # or EDGE_TOKEN, which is better kept out of files
+
     [calls]                   # how to tell extensions from trunks; the defaults fit plain Asterisk and FreePBX
     extension_pattern = '^\\d{2,6}$'
     extensions = ["reception"]   # endpoints that are extensions whatever their name
@@ -22,15 +29,25 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from edge_agent.ami.connector import AmiSettings
 from edge_agent.calls.channels import ChannelRules
 from edge_agent.calls.interpreter import AMI_EVENT_CLASSES, AMI_EVENT_FILTERS
 from edge_agent.errors import ConfigError
+from edge_agent.outbox import DEFAULT_MAX_EVENTS
 
-__all__ = ["AMI_ENVIRONMENT", "CALLS_ENVIRONMENT", "AgentConfig", "load_config"]
+__all__ = [
+    "AGENT_ENVIRONMENT",
+    "AMI_ENVIRONMENT",
+    "CALLS_ENVIRONMENT",
+    "CLOUD_ENVIRONMENT",
+    "AgentConfig",
+    "CloudSettings",
+    "load_config",
+]
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -47,6 +64,41 @@ CALLS_ENVIRONMENT = {
     "EDGE_EXTENSIONS": "extensions",
     "EDGE_TRUNKS": "trunks",
 }
+#: Environment variable -> [cloud] setting.
+CLOUD_ENVIRONMENT = {
+    "EDGE_CLOUD_URL": "url",
+    "EDGE_TOKEN": "token",
+}
+#: Environment variable -> top-level setting.
+AGENT_ENVIRONMENT = {
+    "EDGE_DATA_DIR": "data_dir",
+    "EDGE_OUTBOX_MAX_EVENTS": "outbox_max_events",
+}
+_ENVIRONMENTS = {"ami": AMI_ENVIRONMENT, "calls": CALLS_ENVIRONMENT, "cloud": CLOUD_ENVIRONMENT}
+
+
+class CloudSettings(BaseModel):
+    """Where the cloud is and the agent's token (per agent, revocable; sent only in the upgrade header)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    token: SecretStr = Field(min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _websocket_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise ValueError(f"expected a wss:// (or ws:// for a local cloud) URL, got {value!r}")
+        return value
+
+
+class _AgentSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path | None = None
+    outbox_max_events: int = Field(default=DEFAULT_MAX_EVENTS, ge=1)
 
 
 class AgentConfig(BaseModel):
@@ -54,6 +106,9 @@ class AgentConfig(BaseModel):
 
     ami: AmiSettings
     calls: ChannelRules
+    cloud: CloudSettings | None = None  # required by ``edge-agent run`` (``need_cloud``)
+    data_dir: Path | None = None
+    outbox_max_events: int = DEFAULT_MAX_EVENTS
 
 
 def load_config(
@@ -62,9 +117,13 @@ def load_config(
     path: str | Path | None = None,
     ami_overrides: Mapping[str, object | None] | None = None,
     filtered: bool = True,
+    need_cloud: bool = False,
 ) -> AgentConfig:
-    """Merge file, environment and flags (later wins); raise :class:`ConfigError` on any problem."""
-    sections: dict[str, dict[str, Any]] = {"ami": {}, "calls": {}}
+    """Merge file, environment and flags (later wins); raise :class:`ConfigError` on any problem.
+
+    ``need_cloud``: the command talks to the cloud, so ``[cloud]`` and ``data_dir`` are required."""
+    sections: dict[str, dict[str, Any]] = {"ami": {}, "calls": {}, "cloud": {}}
+    top: dict[str, Any] = {}
     if path is not None:
         try:
             with open(path, "rb") as stream:
@@ -73,9 +132,15 @@ def load_config(
             raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        for key in _AgentSettings.model_fields:
+            if key in document:
+                top[key] = document.pop(key)
         unknown = set(document) - set(sections)
         if unknown:
-            raise ConfigError(f"config file {path}: unknown section(s) {sorted(unknown)}; expected [ami] and [calls]")
+            raise ConfigError(
+                f"config file {path}: unknown section(s) {sorted(unknown)}; expected [ami], [calls] and [cloud] "
+                "(and data_dir, outbox_max_events at the top)"
+            )
         for name in sections:
             if not isinstance(document.get(name, {}), dict):
                 raise ConfigError(f"config file {path}: [{name}] must be a table")
@@ -85,14 +150,26 @@ def load_config(
         if environ.get(var):
             value = environ[var]
             sections["calls"][field] = value if field == "extension_pattern" else _split(value)
+    sections["cloud"].update({field: environ[var] for var, field in CLOUD_ENVIRONMENT.items() if environ.get(var)})
+    top.update({field: environ[var] for var, field in AGENT_ENVIRONMENT.items() if environ.get(var)})
     sections["ami"].update({key: value for key, value in (ami_overrides or {}).items() if value is not None})
     sections["ami"].setdefault("event_classes", AMI_EVENT_CLASSES)
     if filtered:
         sections["ami"].setdefault("event_filters", AMI_EVENT_FILTERS)
     else:
         sections["ami"]["event_filters"] = ()
+    agent = _validate(_AgentSettings, top, "")
+    cloud = None
+    if need_cloud or sections["cloud"]:
+        cloud = _validate(CloudSettings, sections["cloud"], "cloud")
+    if need_cloud and agent.data_dir is None:
+        raise ConfigError("invalid settings: data_dir / EDGE_DATA_DIR: Field required (where the outbox is kept)")
     return AgentConfig(
-        ami=_validate(AmiSettings, sections["ami"], "ami"), calls=_validate(ChannelRules, sections["calls"], "calls")
+        ami=_validate(AmiSettings, sections["ami"], "ami"),
+        calls=_validate(ChannelRules, sections["calls"], "calls"),
+        cloud=cloud,
+        data_dir=agent.data_dir,
+        outbox_max_events=agent.outbox_max_events,
     )
 
 
@@ -104,11 +181,12 @@ def _validate(model: type[Model], values: dict[str, Any], section: str) -> Model
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        environment = AMI_ENVIRONMENT if section == "ami" else CALLS_ENVIRONMENT
+        environment = _ENVIRONMENTS.get(section, AGENT_ENVIRONMENT)
         names = {field: variable for variable, field in environment.items()}
         problems = []
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
-            where = f"[{section}] {field}" + (f" / {names[field]}" if field in names else "")
+            setting = f"[{section}] {field}" if section else field
+            where = setting + (f" / {names[field]}" if field in names else "")
             problems.append(f"{where}: {error['msg']}")
         raise ConfigError("invalid settings: " + "; ".join(problems)) from None
