@@ -1,0 +1,1 @@
+"""Edge agents: their tokens, their live connections, and commands pushed to them."""

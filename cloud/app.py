@@ -1,0 +1,54 @@
+"""The cloud's Chalice app: websocket routes for edge agents. Handlers are one line each; the logic is in
+:mod:`cloud.link` (``$connect``/``$disconnect`` in :mod:`cloud.link.session`, ``$default`` in
+:mod:`cloud.link.dispatch`).
+
+Chalice names the Python functions ``connect``/``message``/``disconnect`` in ``app.handler_map`` (what
+``chalice.test.Client.lambda_.invoke`` takes); the deployed Lambdas are ``websocket_connect`` etc.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+from chalice.app import Chalice, WebsocketEvent
+
+from cloud.link import dispatch, session
+from cloud.runtime import Runtime
+from cloud.settings import Settings
+
+app = Chalice(app_name="pbxlink-cloud")
+app.experimental_feature_flags.update(["WEBSOCKETS"])
+app.log.setLevel(logging.INFO)
+
+_override: Runtime | None = None
+
+
+def use_runtime(runtime: Runtime | None) -> None:
+    """Make every handler use ``runtime`` (tests, cloud-local); ``None`` goes back to the environment."""
+    global _override
+    _override = runtime
+
+
+@lru_cache(maxsize=4)
+def _runtime_for(settings: Settings) -> Runtime:
+    return Runtime(settings)  # one per warm Lambda container and settings: boto3 clients are slow to build
+
+
+def runtime() -> Runtime:
+    return _override if _override is not None else _runtime_for(Settings.from_env())
+
+
+@app.on_ws_connect()
+def connect(event: WebsocketEvent) -> dict[str, int]:
+    return session.on_connect(runtime(), event.to_dict())
+
+
+@app.on_ws_message()
+def message(event: WebsocketEvent) -> None:
+    dispatch.on_message(runtime(), event.to_dict())
+
+
+@app.on_ws_disconnect()
+def disconnect(event: WebsocketEvent) -> None:
+    session.on_disconnect(runtime(), event.to_dict())

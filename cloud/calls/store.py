@@ -1,0 +1,151 @@
+"""Where an event is stored: :func:`record_event`, once per (tenant, agent, event id), with the call state.
+
+Each event is one DynamoDB transaction of two conditional writes:
+
+1. put the event into ``call_events`` if its key is new (``attribute_not_exists``): idempotency;
+2. put the call's new state (folded by :func:`cloud.calls.state.apply_event`) into ``calls`` if its
+   ``version`` is still the one read: optimistic locking against a concurrent Lambda on the same call.
+
+Both or neither: an event is stored exactly when it is applied, so a crash between them cannot leave one
+without the other, and a duplicate (condition 1 fails) changes nothing. A lost race (condition 2 fails) is
+re-read and retried. Only after this returns does the link acknowledge the event.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from cloud.clock import now_iso
+from cloud.errors import StorageConflict
+from cloud.runtime import Runtime
+from cloud.storage.dynamo import error_code, from_item, to_item
+from wire_protocol.call_events import CallEvent
+
+from .state import CallState, apply_event
+
+__all__ = ["MAX_ATTEMPTS", "get_call", "list_calls", "list_events", "record_event"]
+
+MAX_ATTEMPTS = 5
+
+
+def _events_pk(tenant: str, agent_id: str) -> str:
+    return f"{tenant}#{agent_id}"
+
+
+def _call_key(agent_id: str, call_id: str) -> str:
+    return f"{agent_id}#{call_id}"
+
+
+def _state_from_item(item: dict[str, Any]) -> CallState:
+    values = from_item(item)
+    values.pop("call_key", None)
+    for derived in ("status", "rang", "ringing_now"):
+        values.pop(derived, None)
+    return CallState.model_validate(values)
+
+
+def _state_to_item(state: CallState) -> dict[str, Any]:
+    values = state.model_dump(mode="json", by_alias=True)
+    values["call_key"] = _call_key(state.agent_id, state.call_id)
+    # Derived views, stored for readers (the CRM side, the settings pages); never read back.
+    values["status"] = state.status
+    values["rang"] = state.rang
+    values["ringing_now"] = state.ringing_now
+    return to_item(values)
+
+
+def get_call(rt: Runtime, tenant: str, agent_id: str, call_id: str) -> CallState | None:
+    response = rt.dynamodb.get_item(
+        TableName=rt.tables.calls,
+        Key=to_item({"tenant": tenant, "call_key": _call_key(agent_id, call_id)}),
+        ConsistentRead=True,
+    )
+    return _state_from_item(response["Item"]) if "Item" in response else None
+
+
+def list_calls(rt: Runtime, tenant: str) -> list[CallState]:
+    """Every call of ``tenant`` (all its agents); the tenant is the partition key, so nothing else leaks in."""
+    paginator = rt.dynamodb.get_paginator("query")
+    pages = paginator.paginate(
+        TableName=rt.tables.calls,
+        KeyConditionExpression="tenant = :t",
+        ExpressionAttributeValues=to_item({":t": tenant}),
+        ConsistentRead=True,
+    )
+    return [_state_from_item(item) for page in pages for item in page["Items"]]
+
+
+def list_events(rt: Runtime, tenant: str, agent_id: str) -> Iterator[dict[str, Any]]:
+    """The stored events of one agent, by event id (for support and tests)."""
+    paginator = rt.dynamodb.get_paginator("query")
+    for page in paginator.paginate(
+        TableName=rt.tables.call_events,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues=to_item({":pk": _events_pk(tenant, agent_id)}),
+        ConsistentRead=True,
+    ):
+        for item in page["Items"]:
+            yield from_item(item)
+
+
+def record_event(rt: Runtime, tenant: str, agent_id: str, agent_seq: int, event: CallEvent) -> bool:
+    """Store ``event`` and apply it to its call, atomically and at most once.
+
+    Returns ``True`` if it was new, ``False`` if it was already stored (nothing changed). Raises
+    :class:`~cloud.errors.StorageConflict` after :data:`MAX_ATTEMPTS` lost races; AWS errors propagate.
+    """
+    event_item = to_item(
+        {
+            "pk": _events_pk(tenant, agent_id),
+            "event_id": event.event_id,
+            "tenant": tenant,
+            "agent_id": agent_id,
+            "agent_seq": agent_seq,
+            "call_id": event.call_id,
+            "call_seq": event.seq,
+            "type": event.type,
+            "at": event.at.isoformat(),
+            "event": json.dumps(event.model_dump(mode="json", by_alias=True), separators=(",", ":")),
+            "stored_at": now_iso(),
+        }
+    )
+    for _ in range(MAX_ATTEMPTS):
+        current = get_call(rt, tenant, agent_id, event.call_id) or CallState(
+            tenant=tenant, agent_id=agent_id, call_id=event.call_id
+        )
+        if event.seq in current.applied:
+            return False  # applied ⇔ stored (one transaction), so this is a duplicate
+        new = apply_event(current, agent_seq, event).model_copy(update={"version": current.version + 1})
+        if current.version == 0:
+            call_condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(call_key)"}
+        else:
+            call_condition = {
+                "ConditionExpression": "version = :v",
+                "ExpressionAttributeValues": to_item({":v": current.version}),
+            }
+        try:
+            rt.dynamodb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": rt.tables.call_events,
+                            "Item": event_item,
+                            "ConditionExpression": "attribute_not_exists(event_id)",
+                        }
+                    },
+                    {"Put": {"TableName": rt.tables.calls, "Item": _state_to_item(new), **call_condition}},
+                ]
+            )
+        except Exception as exc:
+            if error_code(exc) != "TransactionCanceledException":
+                raise
+            reasons = [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]  # type: ignore[attr-defined]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                return False  # the event is already stored
+            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                continue  # another writer updated the call first: re-read and re-apply
+            raise
+        return True
+    raise StorageConflict(f"call {event.call_id}: {MAX_ATTEMPTS} concurrent updates in a row")

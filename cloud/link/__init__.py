@@ -1,0 +1,1 @@
+"""The edge↔cloud websocket link: ``$connect``/``$disconnect`` (:mod:`.session`) and ``$default`` (:mod:`.dispatch`)."""

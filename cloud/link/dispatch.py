@@ -1,0 +1,190 @@
+"""Where an agent message is handled: :func:`handle_agent_message` (``$default``), then :func:`deliver`.
+
+Every frame is checked against the connection registry and the agent's revocation first, then decoded with
+:func:`wire_protocol.messages.decode_agent_message`, then dispatched on its type:
+
+==================  ==================================================================================
+``hello``           remember the agent's versions and capabilities; answer ``welcome`` + ``settings``
+``call_events``     store every event (:func:`cloud.calls.store.record_event`), then ``ack`` up to the
+                    highest seq stored; a storage failure acks what was stored and answers ``internal``
+``heartbeat``       refresh last-seen; no answer
+``command_result``  store it (only for a command sent to this agent)
+``error``           log it; never answered (two peers must not trade errors forever)
+==================  ==================================================================================
+
+A message that cannot be decoded gets an ``error`` with the decoder's code and the connection stays open;
+an unknown or revoked agent gets ``not_authorized`` and the connection is closed. Nothing raises out of here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from cloud.agents import connections, tokens
+from cloud.agents.commands import record_result
+from cloud.agents.connections import Connection
+from cloud.agents.status import advance_acked_seq, touch
+from cloud.calls.store import record_event
+from cloud.errors import UnknownAgent
+from cloud.runtime import Runtime
+from wire_protocol.messages import (
+    Ack,
+    AgentSettings,
+    CallEventsBatch,
+    CommandResult,
+    ErrorMessage,
+    Heartbeat,
+    Hello,
+    ProtocolError,
+    Welcome,
+    decode_agent_message,
+)
+
+__all__ = ["Outcome", "deliver", "handle_agent_message", "on_message"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What to send back on the connection, in order, and whether to close it afterwards."""
+
+    replies: list[BaseModel] = field(default_factory=list)
+    close: bool = False
+    conn: Connection | None = None  # who was talking, when known (to drop the mapping if the socket is gone)
+    stored: int = 0  # new events stored (for logs and tests)
+
+
+def _not_authorized(message: str, conn: Connection | None = None) -> Outcome:
+    return Outcome([ErrorMessage(code="not_authorized", message=message)], close=True, conn=conn)
+
+
+def _message_type(body: str | bytes | None) -> str | None:
+    """The offending message's ``type``, if it got that far (for ``ErrorMessage.about``)."""
+    if not isinstance(body, str) or len(body) > 64_000:
+        return None
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        return None
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    return kind[:64] if isinstance(kind, str) else None
+
+
+def handle_agent_message(rt: Runtime, connection_id: str, body: str | bytes | None) -> Outcome:
+    """The cloud's answer to one frame from an agent. Never raises: a failure becomes an ``internal`` error."""
+    try:
+        return _handle(rt, connection_id, body)
+    except Exception:
+        log.exception("message on %s failed", connection_id)
+        return Outcome([ErrorMessage(code="internal", message="the cloud failed to handle this; retry later")])
+
+
+def _handle(rt: Runtime, connection_id: str, body: str | bytes | None) -> Outcome:
+    conn = connections.connection_agent(rt, connection_id)
+    if conn is None:
+        return _not_authorized("this connection is not authenticated; reconnect with a valid token")
+    try:
+        agent = tokens.get_agent(rt, conn.tenant, conn.agent_id)
+    except UnknownAgent:
+        agent = None
+    if agent is None or agent.revoked:
+        connections.drop(rt, conn.tenant, conn.agent_id, connection_id)
+        return _not_authorized("this agent's token was revoked", conn)
+    try:
+        message = decode_agent_message(body if body is not None else "")
+    except ProtocolError as exc:
+        log.info("agent %s/%s sent a bad message: %s", conn.tenant, conn.agent_id, exc)
+        return Outcome([ErrorMessage(code=exc.code, message=exc.message, about=_message_type(body))], conn=conn)
+
+    match message:
+        case Hello():
+            touch(
+                rt,
+                conn.tenant,
+                conn.agent_id,
+                agent_version=message.agent_version,
+                pbx_version=message.pbx_version,
+                ami_version=message.ami_version,
+                capabilities=list(message.capabilities),
+                outbox_depth=message.outbox_depth,
+            )
+            welcome = Welcome(agent_id=agent.agent_id, tenant=agent.tenant, acked_seq=agent.acked_seq)
+            return Outcome([welcome, AgentSettings()], conn=conn)
+        case CallEventsBatch():
+            return _store_batch(rt, conn, message)
+        case Heartbeat():
+            touch(
+                rt,
+                conn.tenant,
+                conn.agent_id,
+                heartbeat_at=message.sent_at.isoformat(),
+                outbox_depth=message.outbox_depth,
+                ami_connected=message.ami_connected,
+            )
+            return Outcome(conn=conn)
+        case CommandResult():
+            if record_result(rt, conn.tenant, conn.agent_id, message):
+                return Outcome(conn=conn)
+            error = ErrorMessage(
+                code="not_authorized", message="that command was not sent to this agent", about="command_result"
+            )
+            return Outcome([error], conn=conn)
+        case ErrorMessage():
+            log.warning("agent %s/%s reports %s: %s", conn.tenant, conn.agent_id, message.code, message.message)
+            return Outcome(conn=conn)
+    raise AssertionError(f"unhandled message {message!r}")  # pragma: no cover - the union is exhaustive
+
+
+def _store_batch(rt: Runtime, conn: Connection, batch: CallEventsBatch) -> Outcome:
+    """Store in seq order; ack the highest seq stored, so an ack always means "these are safe"."""
+    outcome = Outcome(conn=conn)
+    stored_up_to: int | None = None
+    failure: ErrorMessage | None = None
+    for item in sorted(batch.events, key=lambda e: e.seq):
+        try:
+            if record_event(rt, conn.tenant, conn.agent_id, item.seq, item.event):
+                outcome.stored += 1
+        except Exception:
+            log.exception("storing event seq %s of %s/%s failed", item.seq, conn.tenant, conn.agent_id)
+            failure = ErrorMessage(
+                code="internal", message=f"events from seq {item.seq} were not stored; resend", about="call_events"
+            )
+            break
+        stored_up_to = item.seq
+    if stored_up_to is not None:
+        advance_acked_seq(rt, conn.tenant, conn.agent_id, stored_up_to)
+        outcome.replies.append(Ack(up_to_seq=stored_up_to))
+    if failure is not None:
+        outcome.replies.append(failure)
+    return outcome
+
+
+def deliver(rt: Runtime, request_context: Mapping[str, Any], connection_id: str, outcome: Outcome) -> None:
+    """Send the replies and close if asked; a gone connection drops its mapping. Never raises."""
+    try:
+        gateway = rt.gateway(request_context)
+        for reply in outcome.replies:
+            if not gateway.send(connection_id, reply):
+                if outcome.conn is not None:
+                    connections.drop(rt, outcome.conn.tenant, outcome.conn.agent_id, connection_id)
+                return
+        if outcome.close:
+            gateway.close(connection_id)
+    except Exception:
+        log.exception("replying on %s failed", connection_id)
+
+
+def on_message(rt: Runtime, event: Mapping[str, Any]) -> Outcome:
+    """The whole ``$default`` handler: handle, then deliver."""
+    context = event["requestContext"]
+    connection_id = context["connectionId"]
+    outcome = handle_agent_message(rt, connection_id, event.get("body"))
+    deliver(rt, context, connection_id, outcome)
+    return outcome

@@ -1,0 +1,40 @@
+"""The outside world as handlers and services see it: settings, table names, DynamoDB, the gateway.
+
+Built from the environment on each invocation by ``cloud.app`` (cheap: clients are created lazily), or by
+tests and cloud-local with their own client factory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import boto3  # type: ignore[import-untyped]
+
+from cloud.aws import ClientFactory
+from cloud.gateway import ConnectionGateway, management_endpoint
+from cloud.settings import Settings
+from cloud.storage.tables import TableNames
+
+__all__ = ["Runtime"]
+
+
+class Runtime:
+    """DynamoDB's endpoint is boto3's business (``AWS_ENDPOINT_URL_DYNAMODB`` points it at moto server)."""
+
+    def __init__(self, settings: Settings, client_factory: ClientFactory = boto3.client) -> None:
+        self.settings = settings
+        self.tables = TableNames(settings.table_prefix)
+        self.client_factory = client_factory
+        self._dynamodb: Any = None
+
+    @property
+    def dynamodb(self) -> Any:
+        if self._dynamodb is None:
+            self._dynamodb = self.client_factory("dynamodb", region_name=self.settings.region)
+        return self._dynamodb
+
+    def gateway(self, request_context: Mapping[str, Any] | None = None) -> ConnectionGateway:
+        """The gateway of the websocket API: from the websocket request, or from settings outside one."""
+        endpoint = management_endpoint(self.settings, request_context or {})
+        return ConnectionGateway(endpoint, self.client_factory, self.settings.region)

@@ -1,0 +1,45 @@
+"""The cloud's settings, read from the environment (Chalice stage variables in AWS, flags in cloud-local).
+
+Read per invocation rather than at import, so one Python process (tests, cloud-local) can run stages side by
+side and the Chalice test client's per-stage environment applies.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cloud.errors import ConfigError
+
+__all__ = ["DEFAULT_TABLE_PREFIX", "Settings"]
+
+DEFAULT_TABLE_PREFIX = "pbxlink-dev-"
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{0,200}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    table_prefix: str = DEFAULT_TABLE_PREFIX
+    region: str = "us-east-1"
+    #: The API Gateway management endpoint; unset in AWS (built from the request), set by cloud-local.
+    ws_mgmt_endpoint: str | None = None
+    #: The websocket API's id and stage, for pushes made outside a websocket request (REST handlers).
+    ws_api_id: str | None = None
+    ws_stage: str = "api"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        prefix = env.get("PBXLINK_TABLE_PREFIX", DEFAULT_TABLE_PREFIX)
+        if not _PREFIX_RE.match(prefix):
+            raise ConfigError(f"PBXLINK_TABLE_PREFIX={prefix!r}: letters, digits, '_', '-', '.' only")
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+        return cls(
+            table_prefix=prefix,
+            region=region,
+            ws_mgmt_endpoint=env.get("WS_MGMT_ENDPOINT") or None,
+            ws_api_id=env.get("WS_API_ID") or None,
+            ws_stage=env.get("WS_STAGE") or "api",
+        )

@@ -1,0 +1,1 @@
+"""DynamoDB: the table definitions (one source for the app, cloud-local and infra) and item helpers."""

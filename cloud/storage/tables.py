@@ -1,0 +1,123 @@
+"""The cloud's DynamoDB tables, as data.
+
+One definition serves the app (table names), ``cloud-local`` (creates them in moto) and infra (CloudFormation
+``AWS::DynamoDB::Table`` properties map one to one). Names are ``<prefix><key>``, the prefix per stage
+(``PBXLINK_TABLE_PREFIX``). Every key that holds tenant data starts with the tenant; see ``docs/cloud-link.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+__all__ = ["TABLES", "TTL_ATTRIBUTES", "TableNames", "create_tables"]
+
+
+def _s(*names: str) -> list[dict[str, str]]:
+    return [{"AttributeName": name, "AttributeType": "S"} for name in names]
+
+
+def _key(hash_key: str, range_key: str | None = None) -> list[dict[str, str]]:
+    schema = [{"AttributeName": hash_key, "KeyType": "HASH"}]
+    if range_key:
+        schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
+    return schema
+
+
+def _keys_only_index(name: str, hash_key: str) -> dict[str, Any]:
+    return {"IndexName": name, "KeySchema": _key(hash_key), "Projection": {"ProjectionType": "KEYS_ONLY"}}
+
+
+#: CreateTable keyword arguments without ``TableName``, by table key.
+TABLES: Final[dict[str, dict[str, Any]]] = {
+    # One item per agent: tenant, agent_id, name, token_hash (absent once revoked), revoked_at, created_at,
+    # last_seen_at, acked_seq, hello fields. The indexes only map back to the key; reads go to the base table.
+    "agents": {
+        "KeySchema": _key("tenant", "agent_id"),
+        "AttributeDefinitions": _s("tenant", "agent_id", "token_hash"),
+        "GlobalSecondaryIndexes": [
+            _keys_only_index("by_token_hash", "token_hash"),
+            _keys_only_index("by_agent_id", "agent_id"),
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    },
+    # Two kinds of item, both with TTL ``expires_at``:
+    #   pk = "agent#<tenant>#<agent_id>"  -> connection_id, connected_at   (who to push to)
+    #   pk = "conn#<connection_id>"        -> tenant, agent_id, connected_at (who is talking)
+    "connections": {
+        "KeySchema": _key("pk"),
+        "AttributeDefinitions": _s("pk"),
+        "BillingMode": "PAY_PER_REQUEST",
+    },
+    # Every call event ever acknowledged: pk = "<tenant>#<agent_id>", event_id = "<call_id>:<call seq>".
+    "call_events": {
+        "KeySchema": _key("pk", "event_id"),
+        "AttributeDefinitions": _s("pk", "event_id"),
+        "BillingMode": "PAY_PER_REQUEST",
+    },
+    # Call state per tenant: call_key = "<agent_id>#<call_id>" (two PBXs may reuse a Linkedid).
+    "calls": {
+        "KeySchema": _key("tenant", "call_key"),
+        "AttributeDefinitions": _s("tenant", "call_key"),
+        "BillingMode": "PAY_PER_REQUEST",
+    },
+    # Commands sent to agents and their results; TTL ``expires_at`` (30 days after sending).
+    "commands": {
+        "KeySchema": _key("tenant", "command_id"),
+        "AttributeDefinitions": _s("tenant", "command_id"),
+        "BillingMode": "PAY_PER_REQUEST",
+    },
+}
+
+#: The TTL attribute of the tables that have one (enabled after creation: it is not a CreateTable argument).
+TTL_ATTRIBUTES: Final[dict[str, str]] = {"connections": "expires_at", "commands": "expires_at"}
+
+
+@dataclass(frozen=True)
+class TableNames:
+    """The physical table names for one prefix."""
+
+    prefix: str
+
+    @property
+    def agents(self) -> str:
+        return self.prefix + "agents"
+
+    @property
+    def connections(self) -> str:
+        return self.prefix + "connections"
+
+    @property
+    def call_events(self) -> str:
+        return self.prefix + "call_events"
+
+    @property
+    def calls(self) -> str:
+        return self.prefix + "calls"
+
+    @property
+    def commands(self) -> str:
+        return self.prefix + "commands"
+
+
+def create_tables(client: Any, prefix: str) -> list[str]:
+    """Create every table (and its TTL) with ``prefix``; tables that already exist are left alone.
+
+    ``client`` is a boto3 DynamoDB client. Returns the names created. Used by cloud-local and tests.
+    """
+    existing: set[str] = set()
+    for page in client.get_paginator("list_tables").paginate():
+        existing.update(page["TableNames"])
+    created = []
+    for key, kwargs in TABLES.items():
+        name = prefix + key
+        if name in existing:
+            continue
+        client.create_table(TableName=name, **kwargs)
+        client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        if key in TTL_ATTRIBUTES:
+            client.update_time_to_live(
+                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTES[key]}
+            )
+        created.append(name)
+    return created
