@@ -1,0 +1,26 @@
+"""The whole cloud on this machine: ``python -m sandbox.cloud_local`` (``make cloud-local``) or, in tests and the
+demo, ``async with CloudLocal(CloudLocalConfig(...)) as cloud``. See ``docs/cloud-local.md``."""
+
+from sandbox.cloud_local.rest import LocalRestServer
+from sandbox.cloud_local.stack import (
+    DEFAULT_APP,
+    DEFAULT_TABLES,
+    AwsMode,
+    CloudLocal,
+    CloudLocalConfig,
+    LocalService,
+    load_app,
+    load_table_creator,
+)
+
+__all__ = [
+    "DEFAULT_APP",
+    "DEFAULT_TABLES",
+    "AwsMode",
+    "CloudLocal",
+    "CloudLocalConfig",
+    "LocalRestServer",
+    "LocalService",
+    "load_app",
+    "load_table_creator",
+]

@@ -1,0 +1,163 @@
+"""cloud-local as a whole: the command prints working URLs, the in-process API runs the real cloud app on moto,
+and an agent-like client gets in with a token made through the cloud's admin entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import boto3  # type: ignore[import-untyped]
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from sandbox.cloud_local import CloudLocal, CloudLocalConfig
+from sandbox.cloud_local.__main__ import main
+
+pytestmark = [pytest.mark.integration]
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+PROBE = ["--app", "sandbox.cloud_local.probe_app:app", "--tables", "sandbox.cloud_local.probe_app:create_tables"]
+FREE_PORTS = ["--ws-port", "0", "--mgmt-port", "0", "--rest-port", "0"]
+URL_LINE = re.compile(r"^  (ws|rest|mgmt|dynamodb)\s+(\S+)")
+
+
+async def read_banner(process: asyncio.subprocess.Process, timeout: float = 30) -> tuple[dict[str, str], list[str]]:
+    """The URLs and table names the command printed (it prints ``tables`` after the URLs)."""
+    assert process.stdout is not None
+    urls: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout)).decode()
+        assert line, f"cloud-local exited early ({process.returncode})"
+        if match := URL_LINE.match(line):
+            urls[match[1]] = match[2]
+        elif line.startswith("  tables"):
+            return urls, line.split(None, 1)[1].strip().split(", ")
+    raise AssertionError("no banner in time")
+
+
+def http_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+async def test_command_prints_working_urls_and_stops_on_ctrl_c() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {"PROBE_TOKEN": "s3cret"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sandbox.cloud_local",
+        *PROBE,
+        *FREE_PORTS,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        urls, tables = await read_banner(process)
+        assert set(urls) == {"ws", "rest", "mgmt", "dynamodb"}
+        assert tables == ["pbxlink-local-probe_connections"]
+        dynamodb = boto3.client(
+            "dynamodb",
+            endpoint_url=urls["dynamodb"],
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        assert tables[0] in dynamodb.list_tables()["TableNames"]  # created in the printed moto
+        health = await asyncio.to_thread(http_json, urls["rest"] + "/health")
+        assert health == {"ok": True, "table_prefix": "pbxlink-local-"}
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(urls["ws"], additional_headers={"Authorization": "Bearer wrong"})
+        assert refused.value.response.status_code == 403
+        async with connect(urls["ws"] + "/?site=s1", additional_headers={"Authorization": "Bearer s3cret"}) as ws:
+            await ws.send("ping")
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert reply["echo"] == "ping"
+            listed = await asyncio.to_thread(http_json, urls["rest"] + "/connections")
+            assert listed == {"connections": [reply["connection_id"]]}  # REST sees what $connect wrote
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = await asyncio.wait_for(process.communicate(), 15)
+    assert process.returncode == 0
+    assert b"stopping" in output
+
+
+def test_command_reports_a_port_in_use(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        code = main([*PROBE, "--ws-port", str(port), "--mgmt-port", "0", "--rest-port", "0"])
+    assert code == 2
+    assert "cannot listen" in capsys.readouterr().err
+    assert time.monotonic() - started < 10
+    assert "WS_MGMT_ENDPOINT" not in os.environ  # nothing left behind
+
+
+class RecordingService:
+    """A stand-in for what later issues plug in (license server, Bitrix24 emulator)."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.seen_env: dict[str, str] = {}
+        self.stopped = False
+
+    async def start(self, cloud: CloudLocal) -> None:
+        self.seen_env = {name: os.environ[name] for name in ("WS_MGMT_ENDPOINT", "AWS_ENDPOINT_URL_DYNAMODB")}
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    def urls(self) -> dict[str, str]:
+        return {"recorder": "http://127.0.0.1:1"}
+
+
+async def test_the_real_cloud_app_on_moto_with_an_admin_made_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("cloud.app")
+    from cloud import admin
+    from wire_protocol.messages import Hello, Welcome, decode_cloud_message, encode
+
+    monkeypatch.setenv("AWS_PROFILE", "someone-elses-account")
+    service = RecordingService()
+    async with CloudLocal(CloudLocalConfig(table_prefix="t-"), services=[service]) as cloud:
+        assert "AWS_PROFILE" not in os.environ  # a local run never reaches a real account
+        assert service.seen_env == {
+            "WS_MGMT_ENDPOINT": cloud.mgmt_url,
+            "AWS_ENDPOINT_URL_DYNAMODB": cloud.dynamodb_url,
+        }
+        assert cloud.urls()["recorder"] == "http://127.0.0.1:1"
+        names = cloud.dynamodb.list_tables()["TableNames"]
+        assert {"t-agents", "t-connections", "t-call_events"} <= set(names)
+        assert cloud.tables == sorted(names)
+
+        assert await asyncio.to_thread(admin.main, ["token", "create", "--tenant", "acme", "--name", "HQ"]) == 0
+        printed = capsys.readouterr().out
+        token = re.search(r"^token:\s+(\S+)", printed, re.M)
+        assert token is not None, printed
+
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(cloud.ws_url, additional_headers={"Authorization": "Bearer not-a-token"})
+        assert refused.value.response.status_code == 401
+        async with connect(cloud.ws_url, additional_headers={"Authorization": f"Bearer {token[1]}"}) as agent:
+            await agent.send(encode(Hello(agent_version="0-test")))
+            welcome = decode_cloud_message(await asyncio.wait_for(agent.recv(), 5))
+            assert isinstance(welcome, Welcome)
+            assert welcome.tenant == "acme"
+    assert service.stopped
+    assert os.environ["AWS_PROFILE"] == "someone-elses-account"  # the environment is restored
+    assert "WS_MGMT_ENDPOINT" not in os.environ
