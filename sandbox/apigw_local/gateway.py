@@ -4,10 +4,10 @@ Agents connect to it exactly as to AWS. Each connection becomes the same three L
 sends (``$connect``, ``$default`` per message, ``$disconnect``), run through the app's ``handler_map`` so Chalice's
 own wrapper (middleware, ``configure_from_api_id``, return-value mapping) runs as in Lambda. The AWS behaviours
 the agent must survive are reproduced: ``$connect`` holds the upgrade and can refuse it, binary frames close with
-1003, messages over 128 KiB close with 1009, idle and maximum-duration closes with 1001, and pushes go through an
-HTTP ``@connections`` management API on a second port (``websockets`` only parses GET, so it cannot share the
-websocket port) that answers unknown ids with ``GoneException``. Handlers run in worker threads, as separate
-Lambdas would, so a slow handler never stalls other connections. See ``docs/cloud-local.md``.
+1003, frames over 32 KiB and messages over 128 KiB close with 1009, idle and maximum-duration closes with 1001,
+and pushes go through an HTTP ``@connections`` management API on a second port (``websockets`` only parses GET,
+so it cannot share the websocket port) that answers unknown ids with ``GoneException``. Handlers run in worker
+threads, as separate Lambdas would, so a slow handler never stalls other connections. See ``docs/cloud-local.md``.
 """
 
 from __future__ import annotations
@@ -45,12 +45,14 @@ from sandbox.apigw_local.events import (
     new_request_id,
 )
 
-__all__ = ["MAX_MESSAGE_BYTES", "GatewaySettings", "LocalApiGateway"]
+__all__ = ["MAX_FRAME_BYTES", "MAX_MESSAGE_BYTES", "GatewaySettings", "LocalApiGateway"]
 
 log = logging.getLogger("sandbox.apigw_local")
 
 #: API Gateway's message payload limit (both directions); a bigger incoming message closes the socket with 1009.
 MAX_MESSAGE_BYTES: Final = 128 * 1024
+#: API Gateway's frame limit: a bigger incoming frame closes with 1009 too, and pushes go out in frames this big.
+MAX_FRAME_BYTES: Final = 32 * 1024
 #: Deployed Lambda names Chalice gives the three routes (what ``context.function_name`` says in AWS).
 _FUNCTION_NAMES: Final = {
     "$connect": "websocket_connect",
@@ -76,6 +78,7 @@ class GatewaySettings:
     max_duration: float = 7200.0  # AWS: 2 h per connection
     integration_timeout: float = 29.0  # AWS: an integration answering later is an error
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    max_frame_bytes: int = MAX_FRAME_BYTES
     handler_threads: int = 16  # concurrent handler invocations ("Lambdas") across all connections
 
 
@@ -136,8 +139,9 @@ class LocalApiGateway:
             settings.ws_port,
             process_request=self._process_request,
             process_response=self._process_response,
-            max_size=settings.max_message_bytes,
+            max_size=(settings.max_message_bytes, settings.max_frame_bytes),
             ping_interval=None,  # API Gateway answers pings but never sends any
+            compression=None,  # nor does it negotiate permessage-deflate: sizes are what goes on the wire
             server_header=None,
         )
         self.bind_websocket_api()
@@ -333,7 +337,7 @@ class LocalApiGateway:
         if live is None:
             return False
         try:
-            await live.socket.send(data)
+            await live.socket.send(_frames(data, self.settings.max_frame_bytes))
         except ConnectionClosed:
             return False
         live.touch()
@@ -358,6 +362,23 @@ class LocalApiGateway:
             "identity": {"sourceIp": live.info.source_ip, "userAgent": live.info.user_agent},
             "lastActiveAt": _iso(live.last_active_wall),
         }
+
+
+def _frames(text: str, limit: int) -> str | list[str]:
+    """``text`` as API Gateway sends it: one frame, or text frames of at most ``limit`` bytes each (split on
+    character boundaries), which the client reassembles into one message."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    chunks: list[str] = []
+    start = 0
+    while start < len(data):
+        end = min(start + limit, len(data))
+        while end < len(data) and data[end] & 0xC0 == 0x80:  # never cut a UTF-8 sequence
+            end -= 1
+        chunks.append(data[start:end].decode("utf-8"))
+        start = end
+    return chunks
 
 
 def _iso(epoch: float) -> str:

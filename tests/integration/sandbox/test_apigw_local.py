@@ -19,7 +19,7 @@ from chalice.app import Chalice, WebsocketDisconnectedError, WebsocketEvent
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from sandbox.apigw_local import MAX_MESSAGE_BYTES, GatewaySettings, LocalApiGateway
+from sandbox.apigw_local import MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, GatewaySettings, LocalApiGateway
 
 pytestmark = [pytest.mark.integration]
 
@@ -129,8 +129,11 @@ async def test_connect_refused_with_the_handlers_status(gateway: LocalApiGateway
 
 
 async def test_connect_event_has_api_gateways_shape(gateway: LocalApiGateway) -> None:
-    async with connect(gateway.ws_url + "/?site=s1&tag=a&tag=b", additional_headers=GOOD, user_agent_header="probe"):
-        pass
+    async with connect(
+        gateway.ws_url + "/?site=s1&tag=a&tag=b", additional_headers=GOOD, user_agent_header="probe"
+    ) as ws:
+        assert ws.response is not None
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers  # no permessage-deflate, as in AWS
     (event,) = events("$connect")
     assert event["headers"]["Authorization"] == "Bearer good"
     assert event["headers"]["X-Forwarded-For"] == "127.0.0.1"
@@ -258,14 +261,45 @@ async def test_binary_frame_closes_with_1003(gateway: LocalApiGateway) -> None:
     assert events("$disconnect")[0]["requestContext"]["disconnectStatusCode"] == 1003
 
 
+def in_frames(text: str, size: int = MAX_FRAME_BYTES) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
 async def test_message_over_128_kib_closes_with_1009(gateway: LocalApiGateway) -> None:
     async with connect(gateway.ws_url, additional_headers=GOOD, max_size=None) as ws:
-        await ws.send("x" * MAX_MESSAGE_BYTES)  # exactly the limit is fine ... (not JSON: $default fails)
+        await ws.send(in_frames("x" * MAX_MESSAGE_BYTES))  # exactly the limit is fine ... (not JSON: $default fails)
         assert "Internal server error" in await asyncio.wait_for(ws.recv(), 5)
-        await ws.send("x" * (MAX_MESSAGE_BYTES + 1))  # ... one byte more is not
+        await ws.send(in_frames("x" * (MAX_MESSAGE_BYTES + 1)))  # ... one byte more is not
         assert await close_code(ws) == 1009
     await eventually(lambda: len(events("$disconnect")) == 1)
     assert len(events("$default")) == 1
+
+
+async def test_frame_over_32_kib_closes_with_1009(gateway: LocalApiGateway) -> None:
+    async with connect(gateway.ws_url, additional_headers=GOOD) as ws:
+        body = json.dumps({"pad": "x" * MAX_FRAME_BYTES})  # a little over one frame's worth
+        await ws.send(in_frames(body))  # split into frames, API Gateway takes it ...
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["echo"]["pad"] == "x" * MAX_FRAME_BYTES
+        await ws.send(body)  # ... in one frame, it closes the connection
+        assert await close_code(ws) == 1009
+
+
+async def test_big_push_arrives_whole_in_frames_of_32_kib(gateway: LocalApiGateway) -> None:
+    frames: list[int] = []
+    async with connect(gateway.ws_url, additional_headers=GOOD) as ws:
+        original = ws.protocol.recv_frame
+
+        def spy(frame: Any) -> None:
+            frames.append(len(frame.data))
+            original(frame)
+
+        ws.protocol.recv_frame = spy  # type: ignore[method-assign]
+        await eventually(lambda: len(gateway.connection_ids()) == 1)
+        text = "é" * MAX_FRAME_BYTES  # 2 bytes per character: frames must not split one
+        client = mgmt_client(gateway.mgmt_url)
+        await asyncio.to_thread(client.post_to_connection, ConnectionId=gateway.connection_ids()[0], Data=text.encode())
+        assert await asyncio.wait_for(ws.recv(), 5) == text
+    assert len(frames) >= 2 and max(frames) <= MAX_FRAME_BYTES
 
 
 async def test_handler_error_answers_internal_server_error_and_keeps_the_connection(
