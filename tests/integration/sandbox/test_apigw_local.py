@@ -18,6 +18,7 @@ import pytest
 from chalice.app import Chalice, WebsocketDisconnectedError, WebsocketEvent
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
 
 from sandbox.apigw_local import MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, GatewaySettings, LocalApiGateway
 
@@ -45,6 +46,10 @@ def connect_handler(event: WebsocketEvent) -> dict[str, Any]:
     auth = headers.get("Authorization")
     if auth == "Bearer good":
         return {"statusCode": 200}
+    if auth == "Bearer protocol":  # AWS forwards headers $connect returns, e.g. the chosen subprotocol
+        return {"statusCode": 200, "headers": {"Sec-WebSocket-Protocol": "pbxlink.v1"}}
+    if auth == "Bearer crash":
+        raise RuntimeError("connect handler bug")
     return {"statusCode": 401 if auth is None else 403}
 
 
@@ -126,6 +131,18 @@ async def test_connect_refused_with_the_handlers_status(gateway: LocalApiGateway
     assert wrong.value.response.status_code == 403
     assert gateway.connection_ids() == []
     assert events("$disconnect") == []  # a refused connection never existed
+
+
+async def test_connect_handler_failure_refuses_with_500(gateway: LocalApiGateway) -> None:
+    with pytest.raises(InvalidStatus) as crashed:
+        await connect(gateway.ws_url, additional_headers={"Authorization": "Bearer crash"})
+    assert crashed.value.response.status_code == 500
+
+
+async def test_headers_returned_by_connect_reach_the_client(gateway: LocalApiGateway) -> None:
+    headers = {"Authorization": "Bearer protocol"}
+    async with connect(gateway.ws_url, additional_headers=headers, subprotocols=[Subprotocol("pbxlink.v1")]) as ws:
+        assert ws.subprotocol == "pbxlink.v1"
 
 
 async def test_connect_event_has_api_gateways_shape(gateway: LocalApiGateway) -> None:
@@ -312,6 +329,16 @@ async def test_handler_error_answers_internal_server_error_and_keeps_the_connect
         assert error["connectionId"] and error["requestId"]
         await ws.send(json.dumps({"after": 1}))
         assert json.loads(await asyncio.wait_for(ws.recv(), 5))["echo"] == {"after": 1}
+
+
+async def test_handler_over_the_integration_timeout_answers_timed_out() -> None:
+    async with (
+        LocalApiGateway(app, GatewaySettings(integration_timeout=0.2)) as gateway,
+        connect(gateway.ws_url, additional_headers=GOOD) as ws,
+    ):
+        await ws.send(json.dumps({"sleep": 0.4}))
+        error = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert error["message"] == "Endpoint request timed out"
 
 
 async def test_slow_handler_does_not_stall_other_connections(gateway: LocalApiGateway) -> None:
