@@ -105,6 +105,10 @@ class SequencedEvent(BaseModel):
 class CallEventsBatch(_Message):
     type: Literal["call_events"] = "call_events"
     events: list[SequencedEvent] = Field(min_length=1)
+    #: The seq this batch continues from: the last seq the agent sent before it (or the acked seq it resumes
+    #: from). API Gateway may run two messages' Lambdas concurrently, so a later batch can be stored first;
+    #: with this the cloud acks only a gap-free prefix. ``None`` (older agents): the batch's top seq is acked.
+    after_seq: int | None = Field(default=None, ge=0)
 
 
 class CommandResult(_Message):
@@ -251,9 +255,14 @@ def decode_cloud_message(text: str | bytes) -> CloudMessage:
     return _decode(text, _CLOUD, _CLOUD_TYPES)  # type: ignore[arg-type,return-value]
 
 
-def batch_events(events: Iterable[SequencedEvent], max_bytes: int = MAX_MESSAGE_BYTES) -> Iterator[CallEventsBatch]:
-    """Pack events, in order, into as few ``call_events`` messages as fit ``max_bytes`` each."""
-    overhead = len(encode(CallEventsBatch(events=[_PLACEHOLDER])).encode()) - len(_PLACEHOLDER_JSON)
+def batch_events(
+    events: Iterable[SequencedEvent], max_bytes: int = MAX_MESSAGE_BYTES, after_seq: int | None = None
+) -> Iterator[CallEventsBatch]:
+    """Pack events, in order, into as few ``call_events`` messages as fit ``max_bytes`` each.
+
+    With ``after_seq`` (the last seq sent before ``events``) every batch carries the seq it continues from.
+    """
+    overhead = len(encode(CallEventsBatch(events=[_PLACEHOLDER], after_seq=2**53)).encode()) - len(_PLACEHOLDER_JSON)
     batch: list[SequencedEvent] = []
     size = overhead
     for event in events:
@@ -261,12 +270,14 @@ def batch_events(events: Iterable[SequencedEvent], max_bytes: int = MAX_MESSAGE_
         if event_size + overhead > max_bytes:
             raise ProtocolError("too_large", f"event seq {event.seq} alone is {event_size} bytes")
         if batch and size + event_size > max_bytes:
-            yield CallEventsBatch(events=batch)
+            yield CallEventsBatch(events=batch, after_seq=after_seq)
+            if after_seq is not None:
+                after_seq = batch[-1].seq
             batch, size = [], overhead
         batch.append(event)
         size += event_size
     if batch:
-        yield CallEventsBatch(events=batch)
+        yield CallEventsBatch(events=batch, after_seq=after_seq)
 
 
 _PLACEHOLDER = SequencedEvent.model_validate(
