@@ -1,4 +1,7 @@
-"""What the cloud remembers about a connected agent: last seen, its hello, and the highest seq acknowledged."""
+"""What the cloud remembers about a connected agent: last seen, its hello, its heartbeats.
+
+(The acknowledged seq is kept by :mod:`cloud.link.acks`.)
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from cloud.clock import now_iso
 from cloud.runtime import Runtime
 from cloud.storage.dynamo import is_condition_failure, to_item
 
-__all__ = ["advance_acked_seq", "touch"]
+__all__ = ["touch"]
 
 
 def touch(rt: Runtime, tenant: str, agent_id: str, **fields: Any) -> None:
@@ -24,21 +27,6 @@ def touch(rt: Runtime, tenant: str, agent_id: str, **fields: Any) -> None:
             ConditionExpression="attribute_exists(agent_id)",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=to_item(placeholders),
-        )
-    except Exception as exc:
-        if not is_condition_failure(exc):
-            raise
-
-
-def advance_acked_seq(rt: Runtime, tenant: str, agent_id: str, seq: int) -> None:
-    """Raise the agent's high-water mark (what ``welcome`` reports) to ``seq``; never lowers it."""
-    try:
-        rt.dynamodb.update_item(
-            TableName=rt.tables.agents,
-            Key=to_item({"tenant": tenant, "agent_id": agent_id}),
-            UpdateExpression="SET acked_seq = :s",
-            ConditionExpression="attribute_exists(agent_id) AND (attribute_not_exists(acked_seq) OR acked_seq < :s)",
-            ExpressionAttributeValues=to_item({":s": seq}),
         )
     except Exception as exc:
         if not is_condition_failure(exc):

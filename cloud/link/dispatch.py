@@ -5,8 +5,9 @@ Every frame is checked against the connection registry and the agent's revocatio
 
 ==================  ==================================================================================
 ``hello``           remember the agent's versions and capabilities; answer ``welcome`` + ``settings``
-``call_events``     store every event (:func:`cloud.calls.store.record_event`), then ``ack`` up to the
-                    highest seq stored; a storage failure acks what was stored and answers ``internal``
+``call_events``     store every event (:func:`cloud.calls.store.record_event`), then ``ack`` the gap-free
+                    prefix stored (:mod:`cloud.link.acks`); a storage failure acks what was stored and
+                    answers ``internal`` (about ``call_events``: the agent resends)
 ``heartbeat``       refresh last-seen; no answer
 ``command_result``  store it (only for a command sent to this agent)
 ``error``           log it; never answered (two peers must not trade errors forever)
@@ -29,9 +30,10 @@ from pydantic import BaseModel
 from cloud.agents import connections, tokens
 from cloud.agents.commands import record_result
 from cloud.agents.connections import Connection
-from cloud.agents.status import advance_acked_seq, touch
+from cloud.agents.status import touch
 from cloud.calls.store import record_event
 from cloud.errors import UnknownAgent
+from cloud.link.acks import advance
 from cloud.runtime import Runtime
 from wire_protocol.messages import (
     Ack,
@@ -143,7 +145,8 @@ def _handle(rt: Runtime, connection_id: str, body: str | bytes | None) -> Outcom
 
 
 def _store_batch(rt: Runtime, conn: Connection, batch: CallEventsBatch) -> Outcome:
-    """Store in seq order; ack the highest seq stored, so an ack always means "these are safe"."""
+    """Store in seq order, then ack what is stored without a gap (:mod:`cloud.link.acks`): an ack always
+    means "everything up to here is safe". A batch parked behind a gap gets no ack yet."""
     outcome = Outcome(conn=conn)
     stored_up_to: int | None = None
     failure: ErrorMessage | None = None
@@ -159,8 +162,10 @@ def _store_batch(rt: Runtime, conn: Connection, batch: CallEventsBatch) -> Outco
             break
         stored_up_to = item.seq
     if stored_up_to is not None:
-        advance_acked_seq(rt, conn.tenant, conn.agent_id, stored_up_to)
-        outcome.replies.append(Ack(up_to_seq=stored_up_to))
+        # After a failure only a prefix is stored: it continues from after_seq but its top is stored_up_to.
+        acked = advance(rt, conn.tenant, conn.agent_id, batch.after_seq, stored_up_to)
+        if batch.after_seq is None or acked >= stored_up_to:
+            outcome.replies.append(Ack(up_to_seq=acked))
     if failure is not None:
         outcome.replies.append(failure)
     return outcome

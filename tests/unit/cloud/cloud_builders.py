@@ -123,6 +123,7 @@ def ended(call_id: str = "pbx-1.1", seq: int = 3, answered_by: str | None = "101
     return CallEnded(call_id=call_id, seq=seq, at=AT, summary=summary)
 
 
-def batch(*events: tuple[int, CallEvent]) -> str:
-    """A ``call_events`` frame from ``(agent seq, event)`` pairs."""
-    return encode(CallEventsBatch(events=[SequencedEvent(seq=seq, event=event) for seq, event in events]))
+def batch(*events: tuple[int, CallEvent], after: int | None = None) -> str:
+    """A ``call_events`` frame from ``(agent seq, event)`` pairs, continuing from ``after`` when given."""
+    items = [SequencedEvent(seq=seq, event=event) for seq, event in events]
+    return encode(CallEventsBatch(events=items, after_seq=after))
