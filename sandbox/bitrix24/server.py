@@ -332,7 +332,9 @@ class EmulatorServer:
         for portal in self.emulator.portals.values():
             portal.client_endpoint = f"{self.url}/{portal.domain}/rest/"
         self.deliverer = EventDeliverer(self.emulator)
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="b24-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="b24-http", daemon=True
+        )
 
     def start(self) -> EmulatorServer:
         self._thread.start()
