@@ -8,8 +8,9 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import IO
 
 from edge_agent import __version__
@@ -17,7 +18,7 @@ from edge_agent.ami.connector import AmiConnector, AmiSettings, AmiSink
 from edge_agent.calls.channels import ChannelRules
 from edge_agent.calls.interpreter import CallInterpreter
 from edge_agent.config import AgentConfig, load_config
-from edge_agent.errors import AmiAuthError, AmiPermissionError, EdgeAgentError
+from edge_agent.errors import AmiAuthError, AmiPermissionError, ConfigError, EdgeAgentError
 from edge_agent.sinks import InterpretingSink, RecordingSink
 from edge_agent.trace import NumberMasker, TraceReader, TraceWriter
 from wire_protocol.call_events import CallEnded, CallEvent
@@ -62,7 +63,57 @@ def _parser() -> argparse.ArgumentParser:
     ami_options(watch)
     watch.add_argument("--summary", action="store_true", help="print only a summary per finished call")
     watch.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+
+    run = commands.add_parser("run", help="the service: stream calls to the cloud, run click-to-call")
+    ami_options(run)
+
+    doctor = commands.add_parser("doctor", help="check AMI, cloud, token, clock and outbox (exit 1 on a problem)")
+    ami_options(doctor)
+    doctor.add_argument("--skip-cloud", action="store_true", help="do not open a connection to the cloud")
+    doctor.add_argument("--timeout", type=float, default=10.0, help="seconds per check (default 10)")
     return parser
+
+
+class _Redact(logging.Filter):
+    """Last line of defence: no log line carries the token or the AMI secret, whoever logged it."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if len(s) >= 4]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(secret in message for secret in self.secrets):
+            for secret in self.secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+def _redact_secrets(config: AgentConfig) -> None:
+    secrets = [config.ami.secret.get_secret_value()]
+    if config.cloud is not None:
+        secrets.append(config.cloud.token.get_secret_value())
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_Redact(secrets))
+
+
+async def _run_agent(config: AgentConfig) -> int:
+    from edge_agent.agent import Agent
+
+    agent = Agent(config)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, agent.stop)
+    await agent.run()
+    return EXIT_OK
+
+
+async def _doctor(config: AgentConfig, args: argparse.Namespace) -> int:
+    from edge_agent.doctor import print_report, run_doctor
+
+    checks = await run_doctor(config, skip_cloud=args.skip_cloud, timeout=args.timeout)
+    return EXIT_OK if print_report(checks, sys.stdout) else EXIT_ERROR
 
 
 def _print_event(event: CallEvent, summary_only: bool, out: IO[str]) -> None:
@@ -95,13 +146,13 @@ def replay(path: str, *, summary: bool, out: IO[str], err: IO[str], rules: Chann
     return EXIT_OK
 
 
-def _config(args: argparse.Namespace, *, filtered: bool = True) -> AgentConfig:
+def _config(args: argparse.Namespace, *, filtered: bool = True, need_cloud: bool = False) -> AgentConfig:
     overrides: dict[str, object | None] = {}
     if hasattr(args, "ami_host"):
         overrides = {"host": args.ami_host, "port": args.ami_port, "username": args.ami_user}
         if args.ami_secret_env:
             overrides["secret"] = os.environ.get(args.ami_secret_env)
-    return load_config(os.environ, path=args.config, ami_overrides=overrides, filtered=filtered)
+    return load_config(os.environ, path=args.config, ami_overrides=overrides, filtered=filtered, need_cloud=need_cloud)
 
 
 async def _run_connector(args: argparse.Namespace, settings: AmiSettings, sink: AmiSink) -> int:
@@ -126,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("websockets").setLevel(logging.INFO)  # its DEBUG log prints request headers (the token)
     try:
         if args.command == "replay":
             rules = load_config(os.environ, path=args.config).calls if args.config else None
@@ -144,6 +196,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 CallInterpreter(config.calls), lambda event: _print_event(event, args.summary, sys.stdout)
             )
             return asyncio.run(_run_connector(args, config.ami, sink))
+        if args.command == "run":
+            config = _config(args, need_cloud=True)
+            _redact_secrets(config)
+            return asyncio.run(_run_agent(config))
+        if args.command == "doctor":
+            try:
+                config = _config(args)
+            except ConfigError as exc:
+                print(f"FAIL  settings  {exc}\nedge-agent doctor: problems with settings")
+                return EXIT_ERROR
+            _redact_secrets(config)
+            return asyncio.run(_doctor(config, args))
     except (AmiAuthError, AmiPermissionError) as exc:
         print(f"edge-agent: {exc}", file=sys.stderr)
         return EXIT_AMI_REFUSED
