@@ -80,6 +80,10 @@ class GatewaySettings:
     max_message_bytes: int = MAX_MESSAGE_BYTES
     max_frame_bytes: int = MAX_FRAME_BYTES
     handler_threads: int = 16  # concurrent handler invocations ("Lambdas") across all connections
+    #: AWS invokes $default per message without waiting for the previous one, so one connection's messages
+    #: may be handled concurrently and finish out of order. Off by default (one at a time, in order); turn it
+    #: on to test code that must survive that.
+    concurrent_messages: bool = False
 
 
 @dataclass
@@ -211,6 +215,7 @@ class LocalApiGateway:
     async def _invoke(self, route: str, event: dict[str, Any]) -> dict[str, Any] | None:
         """Run the app's handler for ``route`` in a worker thread, like a Lambda; None if the app has none."""
         config = self.app.websocket_handlers.get(route)
+        log.info("%s %s", route, event["requestContext"]["connectionId"])
         if config is None:
             return None
         handler: Callable[[dict[str, Any], Any], Any] = self.app.handler_map[config.name]
@@ -268,6 +273,7 @@ class LocalApiGateway:
         cid = live.info.connection_id
         self._connections[cid] = live
         watchdog = asyncio.create_task(self._watchdog(live), name=f"apigw-watchdog-{cid}")
+        in_flight: set[asyncio.Task[None]] = set()
         try:
             async for message in socket:
                 live.touch()
@@ -275,12 +281,19 @@ class LocalApiGateway:
                     # API Gateway without binary media types disconnects a client that sends binary.
                     await socket.close(CloseCode.UNSUPPORTED_DATA, "Binary frames are not supported")
                     break
-                await self._on_message(live, message)
+                if self.settings.concurrent_messages:
+                    task = asyncio.create_task(self._on_message(live, message))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+                else:
+                    await self._on_message(live, message)
         except ConnectionClosed:
             pass  # 1009 (too big) or an abnormal close; $disconnect below says which
         finally:
             watchdog.cancel()
             self._connections.pop(cid, None)
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
             await socket.wait_closed()
             code = socket.close_code or CloseCode.ABNORMAL_CLOSURE
             reason = socket.close_reason or _DEFAULT_REASONS.get(code, "")
@@ -299,8 +312,9 @@ class LocalApiGateway:
                 log.exception("$default handler failed for %s", cid)
                 text = "Internal server error"
             error = {"message": text, "connectionId": cid, "requestId": new_request_id()}
-            await live.socket.send(json.dumps(error))
-            live.touch()
+            with contextlib.suppress(ConnectionClosed):
+                await live.socket.send(json.dumps(error))
+                live.touch()
 
     async def _on_disconnect(self, live: _Live, code: int, reason: str) -> None:
         try:

@@ -46,6 +46,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     where.add_argument("--dynamodb-endpoint", metavar="URL", help="use this DynamoDB (moto_server, DynamoDB Local)")
     parser.add_argument("--idle-timeout", type=float, default=600.0, help="websocket idle close, s (AWS: 600)")
     parser.add_argument("--max-duration", type=float, default=7200.0, help="websocket lifetime, s (AWS: 7200)")
+    parser.add_argument(
+        "--concurrent-messages",
+        action="store_true",
+        help="handle one connection's messages concurrently, as AWS may (default: one at a time, in order)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request and handler call")
     return parser.parse_args(argv)
 
@@ -67,6 +72,7 @@ def config_from_args(args: argparse.Namespace) -> CloudLocalConfig:
         stage=args.stage,
         idle_timeout=args.idle_timeout,
         max_duration=args.max_duration,
+        concurrent_messages=args.concurrent_messages,
     )
 
 

@@ -67,6 +67,7 @@ class CloudLocalConfig:
     api_id: str = "pbxlocal"
     idle_timeout: float = 600.0
     max_duration: float = 7200.0
+    concurrent_messages: bool = False  # see GatewaySettings.concurrent_messages
     #: Creates the app's tables: ``(dynamodb client, prefix) -> names``, or its ``"module:function"`` path.
     create_tables: TableCreator | str = DEFAULT_TABLES
     extra_env: Mapping[str, str] = field(default_factory=dict)
@@ -189,6 +190,7 @@ class CloudLocal:
                 api=ApiContext(api_id=config.api_id, stage=config.stage, region=config.region),
                 idle_timeout=config.idle_timeout,
                 max_duration=config.max_duration,
+                concurrent_messages=config.concurrent_messages,
             )
             self._gateway = LocalApiGateway(self._app, settings)
             await self._gateway.start()

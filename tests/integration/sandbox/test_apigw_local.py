@@ -355,6 +355,18 @@ async def test_slow_handler_does_not_stall_other_connections(gateway: LocalApiGa
         assert json.loads(await asyncio.wait_for(slow.recv(), 5))["echo"] == {"sleep": 0.6}
 
 
+@pytest.mark.parametrize("concurrent", [False, True])
+async def test_one_connections_messages_in_order_unless_concurrent(concurrent: bool) -> None:
+    async with (
+        LocalApiGateway(app, GatewaySettings(concurrent_messages=concurrent)) as gateway,
+        connect(gateway.ws_url, additional_headers=GOOD) as ws,
+    ):
+        await ws.send(json.dumps({"n": 1, "sleep": 0.3}))
+        await ws.send(json.dumps({"n": 2}))
+        replies = [json.loads(await asyncio.wait_for(ws.recv(), 5))["echo"]["n"] for _ in range(2)]
+    assert replies == ([2, 1] if concurrent else [1, 2])
+
+
 async def test_idle_connection_closes_with_1001_and_traffic_keeps_it_open() -> None:
     async with (
         LocalApiGateway(app, GatewaySettings(idle_timeout=0.4)) as gateway,
