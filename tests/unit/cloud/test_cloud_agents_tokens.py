@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 
 from cloud.agents import tokens
@@ -74,6 +76,15 @@ def test_a_stale_index_entry_does_not_authenticate(rt: Runtime) -> None:
     agent_id, token = tokens.issue_token(rt, "portal-a", "Head office")
     rt.dynamodb.delete_item(TableName=rt.tables.agents, Key={"tenant": {"S": "portal-a"}, "agent_id": {"S": agent_id}})
     with pytest.raises(InvalidToken):
+        tokens.authenticate(rt, token)
+
+
+def test_an_index_entry_pointing_at_another_agent_does_not_authenticate(rt: Runtime) -> None:
+    """If the index lags behind a change of hash, the consistently read item's hash decides."""
+    _, token = tokens.issue_token(rt, "portal-a", "Head office")
+    other_id, _ = tokens.issue_token(rt, "portal-b", "Elsewhere")
+    wrong = {"Items": [{"tenant": {"S": "portal-b"}, "agent_id": {"S": other_id}}]}
+    with mock.patch.object(rt.dynamodb, "query", return_value=wrong), pytest.raises(InvalidToken):
         tokens.authenticate(rt, token)
 
 

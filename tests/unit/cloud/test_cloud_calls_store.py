@@ -26,6 +26,13 @@ def test_an_event_is_stored_once_with_its_body(rt: Runtime) -> None:
     assert json.loads(event["event"])["external_number"] == "79261234567"
 
 
+def test_a_duplicate_the_call_already_applied_costs_no_write(rt: Runtime) -> None:
+    store.record_event(rt, "portal-a", "ag_1", 1, started())
+    with mock.patch.object(rt.dynamodb, "transact_write_items") as write:
+        assert store.record_event(rt, "portal-a", "ag_1", 1, started()) is False
+    write.assert_not_called()
+
+
 def test_a_duplicate_is_detected_by_the_event_table_even_if_the_call_forgot_it(rt: Runtime) -> None:
     store.record_event(rt, "portal-a", "ag_1", 1, started())
     rt.dynamodb.delete_item(
