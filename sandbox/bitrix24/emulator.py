@@ -109,6 +109,7 @@ class Emulator:
         self.oauth_server_endpoint = oauth_server_endpoint
         self.fetch = fetch
         self.portals: dict[str, Portal] = {}
+        self.moved: dict[str, str] = {}  # old domain -> new (302)
         self.apps: dict[str, App] = {}
         self.access: dict[str, AccessGrant] = {}
         self.refresh: dict[str, RefreshGrant] = {}
@@ -382,11 +383,14 @@ class Emulator:
     def in_outage(self) -> bool:
         return self.faults.outage_until > self.clock.now()
 
-    def rest(self, domain: str | None, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """One REST request. ``domain`` is the portal the URL names (None: the token decides)."""
+    def rest(
+        self, domain: str | None, method: str, params: dict[str, Any], webhook: tuple[int, str] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """One REST request. ``domain`` is the portal the URL names (None: the token decides); ``webhook`` is
+        ``(user_id, code)`` of an incoming-webhook URL."""
         started = time.time()
         try:
-            result = self._rest(domain, method, params)
+            result = self._rest(domain, method, params, webhook)
         except RestError as exc:
             return exc.status, exc.body()
         body: dict[str, Any] = {"result": result.value}
@@ -434,10 +438,55 @@ class Emulator:
             raise errors.system(errors.INVALID_TOKEN)
         return portal, Context(grant.client_id, grant.user_id, token)
 
-    def _rest(self, domain: str | None, method: str, params: dict[str, Any]) -> Result:
+    def add_webhook(self, domain: str, user_id: int, scope: list[str] | None = None) -> str:
+        """An incoming webhook ``/rest/{user_id}/{code}/`` (DOC local-integrations/local-webhooks.md); returns
+        the code. Webhooks may not call the app-only methods (``WRONG_AUTH_TYPE``)."""
+        portal = self.portal(domain)
+        code = secrets.token_hex(8)
+        with portal.lock:
+            portal.installations[f"webhook:{code}"] = Installation(
+                client_id=f"webhook:{code}",
+                app_id=0,
+                app_name="webhook",
+                scope=list(scope or DEFAULT_SCOPE),
+                application_token="",
+                installed=True,
+            )
+            portal.webhook_users[code] = user_id
+        return code
+
+    def _webhook(self, domain: str | None, user_id: int, code: str) -> tuple[Portal, Context]:
+        for portal in self.portals.values():
+            if (domain is None or portal.domain == domain) and portal.webhook_users.get(code) == user_id:
+                return portal, Context(f"webhook:{code}", user_id, "")
+        raise RestError("INVALID_CREDENTIALS", "Invalid request credentials", 401)
+
+    def rename_portal(self, old: str, new: str) -> Portal:
+        """The portal's address changes: the old one answers 302 to the new one
+        (DOC settings/how-to-call-rest-api/change-domen.md)."""
+        with self.lock:
+            portal = self.portals.pop(old)
+            portal.domain = new
+            portal.client_endpoint = f"{self.base_url}/{new}/rest/" if self.base_url else f"https://{new}/rest/"
+            self.portals[new] = portal
+            self.moved[old] = new
+            for grant in self.access.values():
+                if grant.domain == old:
+                    grant.domain = new
+            for rgrant in self.refresh.values():
+                if rgrant.domain == old:
+                    rgrant.domain = new
+        return portal
+
+    def _rest(
+        self, domain: str | None, method: str, params: dict[str, Any], webhook: tuple[int, str] | None = None
+    ) -> Result:
         if domain is not None and domain not in self.portals:
             raise RestError("PORTAL_DELETED", "Portal was deleted", 403)
-        portal, ctx = self._authenticate(domain, params)
+        if webhook is not None:
+            portal, ctx = self._webhook(domain, *webhook)
+        else:
+            portal, ctx = self._authenticate(domain, params)
         faults = self.faults
         if faults.rate_limit and not portal.bucket.take():
             raise errors.system(errors.QUERY_LIMIT_EXCEEDED)

@@ -38,6 +38,22 @@ KNOWN_EVENTS = {
     "ONOFFLINEEVENT",
     "ONVOXIMPLANTCALLEND",
 }
+# Methods a webhook may not call: "works only in the context of an application" (DOC telephony pages, event-bind.md).
+APP_ONLY = {
+    "telephony.externalline.add",
+    "telephony.externalline.update",
+    "telephony.externalline.get",
+    "telephony.externalline.delete",
+    "telephony.externalcall.register",
+    "telephony.externalcall.finish",
+    "event.bind",
+    "event.unbind",
+    "event.get",
+    "app.option.set",
+    "app.option.get",
+    "app.info",
+    "placement.bind",
+}
 # Which scope a method family needs (DOC api-reference/scopes/permissions.md).
 SCOPE_OF_PREFIX = {"telephony": "telephony", "crm": "crm", "user": "user", "placement": "placement"}
 
@@ -370,6 +386,7 @@ class Portal:
         self.outbox: list[OutgoingEvent] = []
         self.events: list[OutgoingEvent] = []  # everything ever emitted, for the page and tests
         self.files: dict[int, RecordFile] = {}
+        self.webhook_users: dict[str, int] = {}  # incoming webhook code -> user id
         self.uploads: dict[str, str] = {}  # upload token -> CALL_ID (attachRecord two-step mode)
         self._ids = {name: itertools.count(1) for name in ("crm", "activity", "stat", "file", "binding", "event")}
         self._crm_ids = itertools.count(1)
@@ -417,6 +434,8 @@ class Portal:
         inst = self.installations.get(ctx.client_id)
         if inst is None:
             raise RestError("invalid_token", "Unable to get application by token", 401)
+        if ctx.client_id.startswith("webhook:") and name.lower() in APP_ONLY:
+            raise RestError("WRONG_AUTH_TYPE", "Current authorization type is denied for this method", 403)
         scope = SCOPE_OF_PREFIX.get(name.lower().split(".")[0])
         if scope and scope not in inst.scope and not (scope == "user" and "user_basic" in inst.scope):
             raise RestError(

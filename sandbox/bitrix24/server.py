@@ -26,10 +26,10 @@ from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
 
 from sandbox.bitrix24 import web
-from sandbox.bitrix24.emulator import Emulator
+from sandbox.bitrix24.emulator import App, Emulator
 from sandbox.bitrix24.errors import RestError
 from sandbox.bitrix24.forms import build_php_query, parse_php_query
-from sandbox.bitrix24.portal import OutgoingEvent, Portal, complete_upload
+from sandbox.bitrix24.portal import OutgoingEvent, Portal, User, complete_upload
 
 log = logging.getLogger("sandbox.bitrix24")
 
@@ -136,6 +136,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._html(web.index(em))
         if parts[0] == "portal" and len(parts) == 2 and parts[1] in em.portals:
             return self._html(web.portal_page(em, em.portals[parts[1]]))
+        if len(parts) > 1 and parts[1] == "rest" and parts[0] in em.moved:
+            # a renamed portal answers 302 to its new address (DOC settings/how-to-call-rest-api/change-domen.md)
+            query = urlsplit(self.path).query
+            location = f"{em.base_url}/{em.moved[parts[0]]}/" + "/".join(parts[1:]) + (f"?{query}" if query else "")
+            return self._send(302, b"", "text/html", {"Location": location})
         if parts[0] in ("rest", "oauth") or (len(parts) > 1 and parts[1] == "rest"):
             if em.in_outage():
                 if em.faults.outage_mode == "reset":
@@ -155,6 +160,10 @@ class _Handler(BaseHTTPRequestHandler):
         host = (self.headers.get("Host") or "").split(":")[0]
         if domain is None and host in em.portals:
             domain = host
+        if parts[0] == "rest" and len(parts) == 4 and parts[1].isdigit():  # /rest/{user_id}/{code}/{method}
+            method = parts[3].removesuffix(".json")
+            status, data = em.rest(domain, method, self._params(body), webhook=(int(parts[1]), parts[2]))
+            return self._json(status, data)
         if parts[0] == "rest" and len(parts) == 2:
             method = parts[1]
             if method.lower().endswith(".json"):
@@ -215,6 +224,19 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._json(404, {"error": "not found"})
                 ctype = "audio/mpeg" if rec.name.lower().endswith(".mp3") else "audio/wav"
                 return self._send(200, rec.content, ctype)
+            if parts == ["portals"] and self.command == "POST":
+                portal = em.add_portal(str(params["domain"]), member_id=params.get("member_id") or None)
+                return self._json(200, {"domain": portal.domain, "member_id": portal.member_id})
+            if parts == ["apps"] and self.command == "POST":
+                app = em.add_app(
+                    App(
+                        str(params["client_id"]),
+                        str(params["client_secret"]),
+                        handler_url=str(params.get("handler_url", "")),
+                        has_ui=_bool(params.get("has_ui", False)),
+                    )
+                )
+                return self._json(200, {"client_id": app.client_id})
             if len(parts) == 3 and parts[0] == "portals" and parts[1] in em.portals and self.command == "POST":
                 return self._portal_action(em.portals[parts[1]], parts[2], params, from_browser)
         except (ValueError, KeyError) as exc:
@@ -224,7 +246,29 @@ class _Handler(BaseHTTPRequestHandler):
     def _portal_action(self, portal: Portal, action: str, params: dict[str, Any], from_browser: bool) -> None:
         em = self.emulator
         result: Any
-        if action == "click":
+        if action == "users":
+            user = User(
+                int(params["id"]),
+                str(params.get("name", "")),
+                str(params.get("last_name", "")),
+                email=str(params.get("email", "")),
+                phone_inner=str(params["phone_inner"]) if params.get("phone_inner") else None,
+                active=_bool(params.get("active", True)),
+                admin=_bool(params.get("admin", False)),
+            )
+            portal.add_user(user)
+            result = user.rest()
+        elif action in ("contacts", "leads"):
+            fields = dict(params.get("fields") or {})
+            if params.get("phone"):
+                fields["PHONE"] = [{"VALUE": str(params["phone"]), "VALUE_TYPE": "WORK"}]
+            if params.get("name"):
+                fields.setdefault("NAME", str(params["name"]))
+            entity = portal.add_contact(fields) if action == "contacts" else portal.add_lead(fields)
+            result = {"ID": entity.id}
+        elif action == "webhook":
+            result = {"code": em.add_webhook(portal.domain, int(params.get("user_id") or 1))}
+        elif action == "click":
             result = {
                 "CALL_ID": em.click_to_call(
                     portal.domain,
