@@ -173,7 +173,7 @@ class Outbox:
             raise OutboxError(f"cannot delete acknowledged events from {self.path}: {exc}") from exc
         self._depth -= deleted
         if deleted and self._level != "ok" and self._level_of(self._depth) == "ok":
-            log.warning("outbox %s: back to %d events, under the warning level", self.path, self._depth)
+            log.info("outbox %s: back to %d events, under the warning level", self.path, self._depth)
             self._level = "ok"
         return deleted
 

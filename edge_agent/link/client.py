@@ -38,6 +38,7 @@ class LinkOptions:
     #: websocket pings find a dead TCP link long before the cloud's heartbeat timers would
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
+    close_timeout: float = 3.0  # a stopping agent waits this long for the cloud's close frame
     reconnect_initial: float = 1.0
     reconnect_max: float = 60.0
     refused_initial: float = 300.0
@@ -58,6 +59,7 @@ async def open_connection(url: str, token: str, options: LinkOptions | None = No
             open_timeout=options.open_timeout,
             ping_interval=options.ping_interval,
             ping_timeout=options.ping_timeout,
+            close_timeout=options.close_timeout,
             max_size=options.max_incoming_bytes,
         )
     except InvalidStatus as exc:
