@@ -9,6 +9,7 @@ from sandbox.cloud_local.stack import (
     CloudLocal,
     CloudLocalConfig,
     LocalService,
+    chalice_stage_env,
     load_app,
     load_table_creator,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "CloudLocalConfig",
     "LocalRestServer",
     "LocalService",
+    "chalice_stage_env",
     "load_app",
     "load_table_creator",
 ]

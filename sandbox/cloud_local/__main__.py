@@ -34,7 +34,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--tables", default=DEFAULT_TABLES, help="creates the tables, module:function (default %(default)s)"
     )
-    parser.add_argument("--table-prefix", default="pbxlink-local-", help="PBXLINK_TABLE_PREFIX (default %(default)s)")
+    parser.add_argument(
+        "--table-prefix", help="PBXLINK_TABLE_PREFIX (default: the Chalice stage's, else pbxlink-local-)"
+    )
+    parser.add_argument(
+        "--chalice-stage",
+        default="local",
+        help="apply this stage's environment_variables from the app's .chalice/config.json (default %(default)s)",
+    )
     parser.add_argument("--region", default="us-east-1", help="AWS region (default %(default)s)")
     parser.add_argument("--stage", default="api", help="API Gateway stage in events and paths (default %(default)s)")
     where = parser.add_mutually_exclusive_group()
@@ -69,6 +76,7 @@ def config_from_args(args: argparse.Namespace) -> CloudLocalConfig:
         dynamodb_endpoint=args.dynamodb_endpoint,
         region=args.region,
         table_prefix=args.table_prefix,
+        chalice_stage=args.chalice_stage or None,
         stage=args.stage,
         idle_timeout=args.idle_timeout,
         max_duration=args.max_duration,
@@ -90,8 +98,15 @@ def banner(cloud: CloudLocal) -> str:
 async def serve(config: CloudLocalConfig) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def on_signal() -> None:  # the first signal stops cleanly; a second one interrupts the shutdown
+        stop.set()
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+    for signum in signals:
+        loop.add_signal_handler(signum, on_signal)
     async with CloudLocal(config) as cloud:
         print(banner(cloud), flush=True)
         await stop.wait()
@@ -110,8 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # a port in use, most often
         print(f"cloud-local: cannot listen: {exc}", file=sys.stderr)
         return 2
-    except (ImportError, TypeError, ValueError) as exc:
-        print(f"cloud-local: {exc}", file=sys.stderr)
+    except (ImportError, TypeError, ValueError) as exc:  # --app / --tables / flags that do not fit
+        print(f"cloud-local: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     return 0
 

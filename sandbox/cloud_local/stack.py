@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
+import json
 import logging
 import os
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
@@ -31,6 +35,7 @@ __all__ = [
     "CloudLocal",
     "CloudLocalConfig",
     "LocalService",
+    "chalice_stage_env",
     "load_app",
     "load_table_creator",
 ]
@@ -62,7 +67,11 @@ class CloudLocalConfig:
     aws: AwsMode = "moto"
     dynamodb_endpoint: str | None = None  # with aws="dynamodb-endpoint"
     region: str = "us-east-1"
-    table_prefix: str = "pbxlink-local-"
+    #: ``PBXLINK_TABLE_PREFIX``; None: the Chalice stage's value, else ``pbxlink-local-``.
+    table_prefix: str | None = None
+    #: The ``.chalice/config.json`` stage whose ``environment_variables`` the app gets (as ``chalice local
+    #: --stage`` would); cloud-local's own variables win. None: read none. Only for apps given as a path.
+    chalice_stage: str | None = "local"
     stage: str = "api"
     api_id: str = "pbxlocal"
     idle_timeout: float = 600.0
@@ -84,6 +93,21 @@ class LocalService(Protocol):
     async def stop(self) -> None: ...
 
     def urls(self) -> dict[str, str]: ...
+
+
+def chalice_stage_env(app_spec: str, stage: str) -> dict[str, str]:
+    """The ``environment_variables`` (global, then the stage's) of the ``.chalice/config.json`` next to the
+    app's module; empty when there is none. Found without importing the app, so they apply before it loads."""
+    spec = importlib.util.find_spec(app_spec.partition(":")[0])
+    if spec is None or spec.origin is None:
+        return {}
+    path = Path(spec.origin).parent / ".chalice" / "config.json"
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    env = dict(data.get("environment_variables", {}))
+    env.update(data.get("stages", {}).get(stage, {}).get("environment_variables", {}))
+    return {str(name): str(value) for name, value in env.items()}
 
 
 def _load(spec: str, default_attribute: str) -> Any:
@@ -117,6 +141,7 @@ class CloudLocal:
         self.services = list(services)
         self.environment: dict[str, str] = {}
         self.tables: list[str] = []
+        self.table_prefix = config.table_prefix if config and config.table_prefix else "pbxlink-local-"
         self._saved_env: dict[str, str | None] = {}
         self._moto: ThreadedMotoServer | None = None
         self._dynamodb_url: str | None = None
@@ -180,6 +205,7 @@ class CloudLocal:
 
     async def start(self) -> None:
         config = self.config
+        self.environment = {}
         try:
             await asyncio.to_thread(self._start_aws)
             self._app = config.app if isinstance(config.app, Chalice) else load_app(config.app)
@@ -198,7 +224,7 @@ class CloudLocal:
             creator = config.create_tables
             if isinstance(creator, str):
                 creator = load_table_creator(creator)
-            self.tables = sorted(await asyncio.to_thread(creator, self.dynamodb, config.table_prefix))
+            self.tables = sorted(await asyncio.to_thread(creator, self.dynamodb, self.table_prefix))
             self._rest = LocalRestServer(self._app, config.host, config.rest_port)
             self._rest.start()
             for service in self.services:
@@ -242,10 +268,13 @@ class CloudLocal:
 
     def _start_aws(self) -> None:
         config = self.config
+        if config.chalice_stage and isinstance(config.app, str):
+            self._set_env(chalice_stage_env(config.app, config.chalice_stage))
+        self.table_prefix = config.table_prefix or os.environ.get("PBXLINK_TABLE_PREFIX") or "pbxlink-local-"
         env = {
             "AWS_DEFAULT_REGION": config.region,
             "AWS_REGION": config.region,
-            "PBXLINK_TABLE_PREFIX": config.table_prefix,
+            "PBXLINK_TABLE_PREFIX": self.table_prefix,
         }
         if config.aws == "aws":
             self._set_env(env | dict(config.extra_env))
@@ -261,6 +290,10 @@ class CloudLocal:
             self._moto.start()
             host, port = self._moto.get_host_and_port()
             self._dynamodb_url = f"http://{host}:{port}"
+            # moto keeps its state in module globals, shared by every moto server (and mock_aws) in this
+            # process: start from an empty AWS, as a fresh `moto_server` would. One CloudLocal at a time per process.
+            reset = urllib.request.Request(f"{self._dynamodb_url}/moto-api/reset", method="POST")
+            urllib.request.urlopen(reset, timeout=10).close()
             # Every other AWS service the app might call goes to moto too: nothing leaks to a real account.
             env["AWS_ENDPOINT_URL"] = self._dynamodb_url
         env["AWS_ENDPOINT_URL_DYNAMODB"] = self._dynamodb_url

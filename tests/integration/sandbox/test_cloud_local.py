@@ -106,6 +106,24 @@ def test_command_reports_a_port_in_use(capsys: pytest.CaptureFixture[str]) -> No
     assert "WS_MGMT_ENDPOINT" not in os.environ  # nothing left behind
 
 
+async def test_the_apps_chalice_stage_environment_applies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "stageapp"
+    (package / ".chalice").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "app.py").write_text("from sandbox.cloud_local.probe_app import app\n")
+    stages = {"local": {"environment_variables": {"PBXLINK_TABLE_PREFIX": "staged-", "PROBE_TOKEN": "from-stage"}}}
+    (package / ".chalice" / "config.json").write_text(json.dumps({"version": "2.0", "stages": stages}))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = CloudLocalConfig(app="stageapp.app:app", create_tables="sandbox.cloud_local.probe_app:create_tables")
+    async with CloudLocal(config) as cloud:
+        assert cloud.tables == ["staged-probe_connections"]
+        assert cloud.environment["PROBE_TOKEN"] == "from-stage"
+        async with connect(cloud.ws_url, additional_headers={"Authorization": "Bearer from-stage"}) as ws:
+            await ws.send("hi")
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["echo"] == "hi"
+    assert "PROBE_TOKEN" not in os.environ
+
+
 class RecordingService:
     """A stand-in for what later issues plug in (license server, Bitrix24 emulator)."""
 
