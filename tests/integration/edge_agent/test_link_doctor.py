@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
 import socket
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +23,8 @@ from sandbox.fake_cloud import FakeCloud
 from wire_protocol.call_events import CallRinging
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
 
 USERS = {
     "edge": UserSpec("edge-secret", read="system,call,agent,dialplan", write="system,originate"),
@@ -115,3 +120,34 @@ async def test_a_refused_token_is_its_own_error(cloud: FakeCloud) -> None:
     with pytest.raises(TokenRefusedError, match="HTTP 401"):
         await open_connection(cloud.url, "nope")
     assert cloud.refused_upgrades == 1
+
+
+async def test_the_command_exits_non_zero_on_a_problem(tmp_path: Path, ami: FakeAmiServer, cloud: FakeCloud) -> None:
+    env = {
+        **os.environ,
+        "EDGE_AMI_PORT": str(ami.port),
+        "EDGE_AMI_USER": "edge",
+        "EDGE_AMI_SECRET": "edge-secret",
+        "EDGE_CLOUD_URL": cloud.url,
+        "EDGE_DATA_DIR": str(tmp_path),
+    }
+
+    async def doctor(token: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "edge_agent.cli",
+            "doctor",
+            "--timeout",
+            "3",
+            env={**env, "EDGE_TOKEN": token},
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await process.communicate()
+        return process.returncode or 0, out.decode()
+
+    code, out = await doctor("good-token")
+    assert code == 0, out
+    code, out = await doctor("revoked-token")
+    assert code == 1 and "FAIL  token" in out and "revoked-token" not in out
