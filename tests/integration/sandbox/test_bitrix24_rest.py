@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from http.client import HTTPConnection
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -176,3 +178,17 @@ def test_duplicates_and_lead_creation(server: EmulatorServer, tokens: dict[str, 
     lead = server.emulator.portals[DOMAIN].leads[added["result"]]
     assert lead.fields["PHONE"] == [{"VALUE": "+79261234567", "VALUE_TYPE": "WORK"}]
     assert json.loads(json.dumps(lead.fields))["SOURCE_ID"] == "CALL"
+
+
+def test_keep_alive_requests_are_fast(server: EmulatorServer, tokens: dict[str, Any]) -> None:
+    """No Nagle/delayed-ACK stall (~40 ms a request): the ring-to-card benchmark measures through this server."""
+    conn = HTTPConnection(server.host, server.port, timeout=5)
+    path = f"/{DOMAIN}/rest/user.current?auth={tokens['access_token']}"
+    started = time.perf_counter()
+    for _ in range(20):
+        conn.request("POST", path, b"{}", {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        assert response.status == 200 and json.loads(response.read())["result"]["ID"] == "1"
+    elapsed = time.perf_counter() - started
+    conn.close()
+    assert elapsed < 0.4, f"20 keep-alive requests took {elapsed:.3f} s"
