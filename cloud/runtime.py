@@ -27,6 +27,7 @@ class Runtime:
         self.tables = TableNames(settings.table_prefix)
         self.client_factory = client_factory
         self._dynamodb: Any = None
+        self._gateways: dict[str, ConnectionGateway] = {}
 
     @property
     def dynamodb(self) -> Any:
@@ -35,6 +36,11 @@ class Runtime:
         return self._dynamodb
 
     def gateway(self, request_context: Mapping[str, Any] | None = None) -> ConnectionGateway:
-        """The gateway of the websocket API: from the websocket request, or from settings outside one."""
+        """The gateway of the websocket API: from the websocket request, or from settings outside one.
+
+        One per endpoint, kept with the runtime, so a warm Lambda builds its management client once.
+        """
         endpoint = management_endpoint(self.settings, request_context or {})
-        return ConnectionGateway(endpoint, self.client_factory, self.settings.region)
+        if endpoint not in self._gateways:
+            self._gateways[endpoint] = ConnectionGateway(endpoint, self.client_factory, self.settings.region)
+        return self._gateways[endpoint]

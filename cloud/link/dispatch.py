@@ -164,6 +164,8 @@ def _store_batch(rt: Runtime, conn: Connection, batch: CallEventsBatch) -> Outco
     if stored_up_to is not None:
         # After a failure only a prefix is stored: it continues from after_seq but its top is stored_up_to.
         acked = advance(rt, conn.tenant, conn.agent_id, batch.after_seq, stored_up_to)
+        if failure is not None:
+            acked = min(acked, stored_up_to)  # the rest comes again; ack no further than this message proves
         if batch.after_seq is None or acked >= stored_up_to:
             outcome.replies.append(Ack(up_to_seq=acked))
     if failure is not None:

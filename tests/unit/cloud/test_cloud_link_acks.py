@@ -77,6 +77,22 @@ def test_a_partly_stored_batch_acks_its_stored_prefix(rt: Runtime, agent_id: str
     assert replies(rt, batch(*calls(3, 4), after=2)) == [Ack(up_to_seq=4)]
 
 
+def test_after_a_failure_the_ack_stops_at_what_this_message_stored(rt: Runtime, agent_id: str) -> None:
+    """A parked range may be absorbed, but the agent resends the failed rest anyway: ack conservatively."""
+    assert replies(rt, batch(*calls(4, 6), after=3)) == []  # parked
+    real = store.record_event
+
+    def flaky(rt_: Runtime, tenant: str, agent: str, seq: int, event: CallEvent) -> bool:
+        if seq == 4:
+            raise RuntimeError("throttled")
+        return real(rt_, tenant, agent, seq, event)
+
+    with mock.patch("cloud.link.dispatch.record_event", side_effect=flaky):
+        answer = replies(rt, batch(*calls(1, 4), after=0))
+    assert answer[0] == Ack(up_to_seq=3)
+    assert replies(rt, batch(*calls(4, 4), after=3)) == [Ack(up_to_seq=6)]
+
+
 def test_older_agents_without_after_seq_get_the_batch_top(rt: Runtime, agent_id: str) -> None:
     assert replies(rt, batch(*calls(4, 6))) == [Ack(up_to_seq=6)]
     assert replies(rt, batch(*calls(1, 2))) == [Ack(up_to_seq=6)]
