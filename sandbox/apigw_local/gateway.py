@@ -42,8 +42,10 @@ from sandbox.apigw_local.events import (
     connect_event,
     disconnect_event,
     message_event,
+    new_connection_id,
     new_request_id,
 )
+from sandbox.apigw_local.session import LocalSession
 
 __all__ = ["MAX_FRAME_BYTES", "MAX_MESSAGE_BYTES", "GatewaySettings", "LocalApiGateway"]
 
@@ -128,6 +130,14 @@ class LocalApiGateway:
     # -- lifecycle ----------------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Bind both ports (0 = free ones) and serve; on failure (a port in use) nothing is left running."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         settings = self.settings
         self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(settings.handler_threads, thread_name_prefix="apigw-lambda")
@@ -204,8 +214,6 @@ class LocalApiGateway:
     def bind_websocket_api(self) -> None:
         """Point Chalice's ``app.websocket_api`` at this management API (its endpoint is otherwise the
         hard-coded ``https://{apiId}.execute-api...``, which no env var can override; platform.md §1.3)."""
-        from sandbox.apigw_local.session import LocalSession
-
         websocket_api = self.app.websocket_api
         websocket_api.session = LocalSession(self.mgmt_url, self.settings.api.region)
         websocket_api._client = None  # drop a client cached against an earlier endpoint
@@ -400,8 +408,6 @@ def _iso(epoch: float) -> str:
 
 
 def _unique_id(taken: dict[str, _Live]) -> str:
-    from sandbox.apigw_local.events import new_connection_id
-
     while (cid := new_connection_id()) in taken:  # pragma: no cover - 88 random bits
         pass
     return cid

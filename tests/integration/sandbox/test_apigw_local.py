@@ -408,3 +408,11 @@ async def test_stopping_the_gateway_disconnects_everyone() -> None:
     await gateway.stop()
     assert await close_code(ws) == 1001
     assert len(events("$disconnect")) == 1
+
+
+async def test_a_port_in_use_fails_start_and_leaves_nothing_running() -> None:
+    async with LocalApiGateway(app) as running:
+        busy = LocalApiGateway(app, GatewaySettings(ws_port=running.ws_port))
+        with pytest.raises(OSError):
+            await busy.start()
+        assert busy._mgmt is None and busy._executor is None
