@@ -129,6 +129,7 @@ async def _check_cloud(config: AgentConfig, timeout: float, clock: Callable[[], 
         return [Check("cloud", "fail", "no [cloud] url/token (EDGE_CLOUD_URL, EDGE_TOKEN)")]
     url = config.cloud.url
     options = LinkOptions(open_timeout=timeout)
+    asked = clock()
     try:
         connection = await open_connection(url, config.cloud.token.get_secret_value(), options)
     except TokenRefusedError as exc:
@@ -138,6 +139,7 @@ async def _check_cloud(config: AgentConfig, timeout: float, clock: Callable[[], 
     checks = [Check("cloud reachable", "ok", url)]
     try:
         date = server_date(connection)
+        here = (asked + clock()) / 2  # when the cloud most likely stamped its answer
         await connection.send(encode(Hello(agent_version=__version__, capabilities=["originate"])))
         welcome = await asyncio.wait_for(_welcome(connection), timeout)
         if welcome is None:
@@ -151,7 +153,7 @@ async def _check_cloud(config: AgentConfig, timeout: float, clock: Callable[[], 
         if date is None:
             checks.append(Check("clock", "skip", "the cloud sent no HTTP Date; not compared"))
         else:
-            skew = clock() - date
+            skew = here - (date + 0.5)  # Date is truncated to the second
             status: Status = "ok" if abs(skew) < SKEW_WARN else "warn" if abs(skew) < SKEW_FAIL else "fail"
             checks.append(Check("clock", status, f"{skew:+.1f} s from the cloud (HTTP Date, 1 s resolution); use NTP"))
     except TimeoutError:

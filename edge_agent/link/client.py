@@ -218,7 +218,12 @@ class LinkClient:
     async def _reader(self, conn_id: int, connection: ClientConnection) -> None:
         try:
             async for message in connection:
-                self.apply(self.protocol.received(conn_id, message, self._clock()))
+                try:
+                    self.apply(self.protocol.received(conn_id, message, self._clock()))
+                except Exception:  # e.g. the outbox could not delete (disk): start over on a new connection
+                    log.exception("link: could not process a message from the cloud; reconnecting")
+                    await connection.close(1011, "agent error")
+                    break
                 if self.protocol.is_welcomed(conn_id):
                     self._backoff.reset()
                     self._refused_backoff.reset()

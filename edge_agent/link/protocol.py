@@ -130,7 +130,8 @@ class _Conn:
     welcomed: bool = False
     closing: bool = False
     retire_at: float = float("inf")
-    results_sent: list[str] = field(default_factory=list)
+    #: command ids of results sent here, with the highest event seq sent before each
+    results_sent: list[tuple[str, int]] = field(default_factory=list)
     complaints: set[str] = field(default_factory=set)
 
 
@@ -213,12 +214,13 @@ class LinkProtocol:
         return self._pump(now)
 
     def command_finished(self, result: CommandResult, now: float) -> list[Effect]:
-        """The executor stored ``result`` durably; send it if a welcomed connection is up."""
+        """The executor stored ``result`` durably; send it if a welcomed connection is up (even one being
+        renewed: a result sent on it and not confirmed is sent again after the next welcome)."""
         self._running.discard(result.command_id)
-        conn = self._ready()
+        conn = self._ready(allow_draining=True)
         if conn is None:
             return []  # sent after the next welcome, from the outbox
-        conn.results_sent.append(result.command_id)
+        conn.results_sent.append((result.command_id, self._sent))
         return [self._send(conn, result, now)]
 
     def set_ami_connected(self, connected: bool, now: float) -> list[Effect]:
@@ -361,7 +363,7 @@ class LinkProtocol:
             self._rewind(now)
             since = now - self.timings.result_resend_window
             for result in self.outbox.undelivered_results(finished_after=since):
-                conn.results_sent.append(result.command_id)
+                conn.results_sent.append((result.command_id, self._sent))
                 effects.append(self._send(conn, result, now))
         effects.extend(self._pump(now))
         return effects
@@ -373,9 +375,11 @@ class LinkProtocol:
             )
             up_to = self._sent_high
         if conn.results_sent:
-            # a later message on this connection was processed, so the results sent before it arrived
-            self.outbox.mark_delivered(conn.results_sent)
-            conn.results_sent.clear()
+            # an ack for events sent after a result on the same connection: the result got there too
+            confirmed = [command_id for command_id, mark in conn.results_sent if up_to > mark]
+            if confirmed:
+                self.outbox.mark_delivered(confirmed)
+                conn.results_sent = [(c, mark) for c, mark in conn.results_sent if up_to <= mark]
         if up_to <= self._acked:
             return []
         self._forget_up_to(up_to, now)

@@ -225,8 +225,32 @@ def test_command_results_are_resent_after_a_reconnect_until_confirmed(outbox: Ou
     assert result in sent(connected(protocol, conn=2, now=T0 + 2))  # not confirmed: sent again
     outbox.append([ringing("a")])
     protocol.events_stored(T0 + 3)
-    protocol.received(2, ack(1), T0 + 3)  # a later message was processed: the result arrived
+    protocol.received(2, ack(1), T0 + 3)  # events sent after the result were processed: the result arrived
     assert outbox.undelivered_results() == []
+
+
+def test_an_ack_for_events_sent_before_a_result_does_not_confirm_it(outbox: Outbox) -> None:
+    outbox.append([ringing("a", 1)])
+    protocol = link(outbox)
+    connected(protocol)  # seq 1 in flight
+    result = CommandResult(command_id="c1", ok=True, code="answered")
+    outbox.begin_command("c1")
+    outbox.finish_command(result)
+    assert sent(protocol.command_finished(result, T0 + 1)) == [result]
+    protocol.received(1, ack(1), T0 + 2)
+    assert outbox.undelivered_results() == [result]  # that ack says nothing about the result
+
+
+def test_a_result_is_sent_even_while_the_connection_is_being_renewed(outbox: Outbox) -> None:
+    protocol = link(outbox, heartbeat_idle=10_000)
+    connected(protocol)
+    assert protocol.tick(T0 + 105 * 60) == [OpenCandidate()]
+    result = CommandResult(command_id="c1", ok=False, code="busy")
+    assert [
+        (e.conn, decode_agent_message(e.text))
+        for e in protocol.command_finished(result, T0 + 105 * 60)
+        if isinstance(e, Send)
+    ] == [(1, result)]
 
 
 def test_settings_are_handed_over(outbox: Outbox) -> None:
