@@ -501,6 +501,42 @@ class Portal:
     def open_cards(self, user_id: int) -> list[Call]:
         return [c for c in self.calls.values() if not c.finished and c.cards.get(user_id)]
 
+    def audit(self) -> dict[str, Any]:
+        """What a customer would call a CRM bug, for fault tests that must end with "every call in the CRM
+        exactly once and no card left open" (issue 4; anchors.md §6 items 1, 2, 11).
+
+        * ``unfinished``: registered calls never finished (they stay "in progress" in the portal);
+        * ``open_cards``: user id → calls whose card is still shown;
+        * ``duplicate_external_ids``: an ``EXTERNAL_CALL_ID`` registered under more than one CALL_ID;
+        * ``reregistered``: CALL_IDs the dedupe returned more than once (a register was repeated);
+        * ``duplicate_leads``: phone digits → lead ids, when one number has several leads;
+        * ``unrecorded``: finished answered calls without a recording.
+        """
+        with self.lock:
+            by_external: dict[str, list[str]] = {}
+            for call in self.calls.values():
+                if call.external_call_id:
+                    by_external.setdefault(call.external_call_id, []).append(call.call_id)
+            leads_by_phone: dict[str, list[int]] = {}
+            for lead in self.leads.values():
+                for phone in {digits(p)[-10:] for p in lead.phones if digits(p)}:
+                    leads_by_phone.setdefault(phone, []).append(lead.id)
+            open_cards: dict[int, list[str]] = {}
+            for call in self.calls.values():
+                for uid, visible in call.cards.items():
+                    if visible and not call.finished:
+                        open_cards.setdefault(uid, []).append(call.call_id)
+            return {
+                "unfinished": [c.call_id for c in self.calls.values() if not c.finished],
+                "open_cards": open_cards,
+                "duplicate_external_ids": {k: v for k, v in by_external.items() if len(v) > 1},
+                "reregistered": {c.call_id: c.registrations for c in self.calls.values() if c.registrations > 1},
+                "duplicate_leads": {k: v for k, v in leads_by_phone.items() if len(v) > 1},
+                "unrecorded": [
+                    c.call_id for c in self.calls.values() if c.finished and c.status_code == "200" and c.record is None
+                ],
+            }
+
     # -- telephony core, shared by REST and click-to-call ------------------------------------------------------
     def register(
         self, client_id: str, p: dict[str, Any], *, click_to_call: bool = False

@@ -229,6 +229,8 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._json(404, {"error": "not found"})
                 ctype = "audio/mpeg" if rec.name.lower().endswith(".mp3") else "audio/wav"
                 return self._send(200, rec.content, ctype)
+            if len(parts) == 3 and parts[0] == "portals" and parts[1] in em.portals and parts[2] == "audit":
+                return self._json(200, em.portals[parts[1]].audit())
             if parts == ["portals"] and self.command == "POST":
                 portal = em.add_portal(str(params["domain"]), member_id=params.get("member_id") or None)
                 return self._json(200, {"domain": portal.domain, "member_id": portal.member_id})

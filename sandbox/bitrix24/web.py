@@ -7,6 +7,7 @@ number in Bitrix24 does (ONEXTERNALCALLSTART).
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
@@ -179,6 +180,8 @@ def _portal_page(em: Emulator, portal: Portal) -> str:
         [str(a.id), escape(a.subject), f"{escape(a.owner_type)} {a.owner_id}", "yes" if a.completed else "no"]
         for a in portal.activities.values()
     ]
+    audit = portal.audit()
+    problems = [[escape(name.replace("_", " ")), escape(json.dumps(value))] for name, value in audit.items() if value]
     body = (
         f"<p><a href='/'>All portals</a></p><h1>{d}</h1>"
         f"<p><small>member_id {escape(portal.member_id)} · REST {escape(portal.client_endpoint)}</small></p>"
@@ -200,6 +203,8 @@ def _portal_page(em: Emulator, portal: Portal) -> str:
         + _table(["App", "Number", "Name", "CRM auto-create"], lines, "No external lines")
         + "<h2>Applications</h2>"
         + _table(["Client ID", "Installed", "Bound events"], apps, "No applications installed")
+        + "<h2>Audit</h2>"
+        + _table(["Finding", "Details"], problems, "Nothing to report: every call finished, no card left open")
         + "<h2>Events sent</h2>"
         + _table(["When", "Event", "Handler", "HTTP"], events, "No events sent")
     )
@@ -230,9 +235,12 @@ def state(em: Emulator) -> dict[str, Any]:
                         "CRM_ENTITY_TYPE": c.crm_entity_type,
                         "CRM_ENTITY_ID": c.crm_entity_id,
                         "RECORD": c.record.name if c.record else None,
+                        "CRM_ACTIVITY_ID": c.activity_id,
+                        "card_log": [[t, action, uid] for t, action, uid in c.card_log],
                     }
                     for c in portal.calls.values()
                 ],
+                "audit": portal.audit(),
                 "leads": {str(k): v.fields for k, v in portal.leads.items()},
                 "contacts": {str(k): v.fields for k, v in portal.contacts.items()},
                 "events": [{"event": e.event, "url": e.url, "attempts": e.attempts} for e in portal.events],

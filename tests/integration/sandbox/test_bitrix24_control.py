@@ -43,6 +43,9 @@ def test_a_portal_seeded_over_http_behaves(server: EmulatorServer) -> None:
     assert answer.status == 200 and answer.json()["result"]["CRM_ENTITY_TYPE"] == "CONTACT"
     state = http(f"{server.url}/_emulator/state").json()["portals"]["b24-x.bitrix24.ru"]
     assert [c["USER_ID"] for c in state["calls"]] == [7] and state["calls"][0]["cards"] == {"7": True}
+    audit = http(f"{server.url}/_emulator/portals/b24-x.bitrix24.ru/audit").json()
+    call_id = state["calls"][0]["CALL_ID"]
+    assert audit["unfinished"] == [call_id] and audit["open_cards"] == {"7": [call_id]}
 
 
 # DOC local-integrations/local-webhooks.md; telephony pages: "works only in the context of an application"

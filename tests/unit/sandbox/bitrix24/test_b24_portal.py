@@ -300,3 +300,24 @@ def test_unknown_method_and_missing_scope(em: Emulator, portal: Portal, ctx: Con
     with pytest.raises(RestError) as excinfo:
         register(portal, ctx)
     assert excinfo.value.code == "insufficient_scope" and excinfo.value.status == 401
+
+
+def test_audit_reports_what_a_customer_would_call_a_crm_bug(portal: Portal, ctx: Context) -> None:
+    assert portal.audit() == {
+        "unfinished": [],
+        "open_cards": {},
+        "duplicate_external_ids": {},
+        "reregistered": {},
+        "duplicate_leads": {},
+        "unrecorded": [],
+    }
+    done = register(portal, ctx, EXTERNAL_CALL_ID="ast-1", CRM_CREATE=1)["CALL_ID"]
+    assert register(portal, ctx, EXTERNAL_CALL_ID="ast-1")["CALL_ID"] == done  # a retried register
+    call(portal, ctx, "telephony.externalCall.finish", CALL_ID=done, USER_ID=2, DURATION=5)
+    again = register(portal, ctx, EXTERNAL_CALL_ID="ast-1", USER_ID=3, SHOW=1)["CALL_ID"]  # the same call, twice
+    call(portal, ctx, "crm.lead.add", fields={"TITLE": "dup", "PHONE": [{"VALUE": "89261234567"}]})
+    audit = portal.audit()
+    assert audit["unfinished"] == [again] and audit["open_cards"] == {3: [again]}
+    assert audit["duplicate_external_ids"] == {"ast-1": [done, again]}
+    assert audit["reregistered"] == {done: 2} and audit["unrecorded"] == [done]
+    assert list(audit["duplicate_leads"].values()) == [[1, 2]]
