@@ -16,12 +16,13 @@ from sandbox.bitrix24.emulator import Emulator
 from sandbox.bitrix24.portal import Call, Portal
 
 STYLE = """
-body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:75em}
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;margin:.4em 0}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left}
 th{background:#f3f5f7}.card{display:inline-block;border:1px solid #2fc6f6;border-radius:6px;padding:.3em .6em;
 margin:.15em;background:#eefaff}.hidden{border-color:#bbb;background:#f6f6f6;color:#888}
 .ok{color:#187a2f}.bad{color:#b3261e}form{display:inline}small{color:#666}
+.ids{display:block;word-break:break-all;width:13em}.nowrap{white-space:nowrap}
 """
 STATUS_TEXT = {
     "200": "answered",
@@ -127,17 +128,17 @@ def _portal_page(em: Emulator, portal: Portal) -> str:
         crm = f"{escape(call.crm_entity_type or '')} {escape(entity.title) if entity else ''}".strip()
         log_rows.append(
             [
-                _t(call.start),
+                f"<span class='nowrap' title='{_t(call.start)}'>{_t(call.start)[11:]}</span>",
                 escape(TYPE_TEXT.get(call.type, str(call.type)))
                 + (" <small>(click)</small>" if call.click_to_call else ""),
-                escape(call.phone_number),
-                escape(call.line_number),
+                escape(call.phone_number)
+                + (f"<br><small>line {escape(call.line_number)}</small>" if call.line_number else ""),
                 status,
                 f"{call.duration} s" if call.finished else "",
                 escape(owner.full_name if owner else "?"),
                 crm,
                 record,
-                f"<small>{escape(call.call_id)}<br>{escape(call.external_call_id or '')}"
+                f"<small class='ids'>{escape(call.call_id)}<br>{escape(call.external_call_id or '')}"
                 + (f"<br>registered x{call.registrations}" if call.registrations > 1 else "")
                 + "</small>",
             ]
@@ -184,12 +185,13 @@ def _portal_page(em: Emulator, portal: Portal) -> str:
     problems = [[escape(name.replace("_", " ")), escape(json.dumps(value))] for name, value in audit.items() if value]
     body = (
         f"<p><a href='/'>All portals</a></p><h1>{d}</h1>"
-        f"<p><small>member_id {escape(portal.member_id)} · REST {escape(portal.client_endpoint)}</small></p>"
+        f"<p><small>member_id {escape(portal.member_id)} · REST {escape(portal.client_endpoint)} · "
+        "reload the page to see new calls</small></p>"
         "<h2>Employees and their call cards</h2>"
         + _table(["ID", "Name", "Extension", "Call cards", "Click to call"], users, "No users")
         + "<h2>Call log</h2>"
         + _table(
-            ["Started", "Type", "Number", "Line", "Status", "Duration", "Owner", "CRM", "Recording", "IDs"],
+            ["Started (UTC)", "Type", "Number", "Status", "Duration", "Owner", "CRM", "Recording", "IDs"],
             log_rows,
             "No calls yet",
         )
@@ -203,7 +205,7 @@ def _portal_page(em: Emulator, portal: Portal) -> str:
         + _table(["App", "Number", "Name", "CRM auto-create"], lines, "No external lines")
         + "<h2>Applications</h2>"
         + _table(["Client ID", "Installed", "Bound events"], apps, "No applications installed")
-        + "<h2>Audit</h2>"
+        + "<h2>Loose ends (audit)</h2>"
         + _table(["Finding", "Details"], problems, "Nothing to report: every call finished, no card left open")
         + "<h2>Events sent</h2>"
         + _table(["When", "Event", "Handler", "HTTP"], events, "No events sent")
