@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 #: Finished commands older than this are forgotten (the cloud never redelivers a command that late).
 COMMAND_MEMORY_SECONDS = 7 * 24 * 3600.0
+#: A call with no event for this long is over (its end was reported as ``lost`` or it never existed).
+CALL_MEMORY_SECONDS = 2 * 24 * 3600.0
 
 
 class OutboxSink:
@@ -100,6 +102,7 @@ class Agent:
         for result in outbox.recover_interrupted():
             log.warning("commands: %s was interrupted by a restart; answering %s", result.command_id, result.code)
         outbox.prune_commands(self._clock() - COMMAND_MEMORY_SECONDS)
+        outbox.prune_calls(self._clock() - CALL_MEMORY_SECONDS)
         stats = outbox.stats()
         log.info("outbox %s: %d event(s) waiting, last seq %d", outbox.path, stats.depth, stats.last_seq)
 

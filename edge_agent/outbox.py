@@ -19,6 +19,11 @@ at the bound an error is logged, repeated, and events are **still accepted**: re
 for sure (AMI does not buffer), accepting them costs only disk. Nothing is ever dropped silently; if the disk
 itself is full the append raises :class:`OutboxError` and the caller logs it as critical.
 
+The ``calls`` table keeps, per call still in progress, the last per-call event seq stored. A restarted agent's
+interpreter adopts calls in progress from the PBX's snapshot and numbers their events from 1 again; the
+outbox continues each such call's numbering after what was stored before the restart, so ``event_id``
+(``call_id:seq``) never names two different events and the cloud's idempotent store keeps both.
+
 The ``commands`` table is the at-most-once record of click-to-call commands: a command id is inserted
 (``running``) before it reaches the PBX, so a second delivery of the same id never runs it again, and its
 result is kept (``done``) until the cloud has surely seen it.
@@ -65,6 +70,11 @@ CREATE TABLE IF NOT EXISTS rejected (
     stored_at REAL NOT NULL,
     body TEXT NOT NULL,
     reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS calls (
+    call_id TEXT PRIMARY KEY,
+    last_seq INTEGER NOT NULL,
+    updated_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS commands (
     command_id TEXT PRIMARY KEY,
@@ -123,6 +133,8 @@ class Outbox:
         except (sqlite3.Error, OSError) as exc:
             raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
         self._since_warning = 0
+        #: call id -> what to add to the interpreter's per-call seq (non-zero for calls adopted after a restart)
+        self._offsets: dict[str, int] = {}
         self._level = self._level_of(self._depth)
         if self._level != "ok":
             self._warn()
@@ -138,14 +150,16 @@ class Outbox:
         return self._depth
 
     def append(self, events: Sequence[CallEvent]) -> list[SequencedEvent]:
-        """Store events in one transaction (one fsync); returns them with their ``seq``."""
+        """Store events in one transaction (one fsync); returns them with their ``seq`` (and their per-call
+        seq continued after a restart, see the module docstring)."""
         if not events:
             return []
         now = self._clock()
         stored: list[SequencedEvent] = []
         try:
             with self._transaction():
-                for event in events:
+                for original in events:
+                    event = self._continue_numbering(original, now)
                     cursor = self._db.execute(
                         "INSERT INTO events (event_id, stored_at, body) VALUES (?, ?, ?)",
                         (event.event_id, now, event.model_dump_json(by_alias=True)),
@@ -155,7 +169,37 @@ class Outbox:
             raise OutboxError(f"cannot store {len(events)} call event(s) in {self.path}: {exc}") from exc
         self._depth += len(stored)
         self._check_bound(len(stored))
+        for item in stored:
+            if item.event.type == "call_ended":
+                self._offsets.pop(item.event.call_id, None)
         return stored
+
+    def _continue_numbering(self, event: CallEvent, now: float) -> CallEvent:
+        call_id = event.call_id
+        offset = self._offsets.get(call_id)
+        if offset is None:  # first event of this call in this process: was it numbered before a restart?
+            row = self._db.execute("SELECT last_seq FROM calls WHERE call_id = ?", (call_id,)).fetchone()
+            offset = self._offsets[call_id] = int(row[0]) if row else 0
+            if offset:
+                log.info(
+                    "outbox: call %s continues after a restart; its events are numbered from %d", call_id, offset + 1
+                )
+        if offset:
+            event = event.model_copy(update={"seq": event.seq + offset})
+        if event.type == "call_ended":
+            self._db.execute("DELETE FROM calls WHERE call_id = ?", (call_id,))
+        else:
+            self._db.execute(
+                "INSERT INTO calls (call_id, last_seq, updated_at) VALUES (?, ?, ?) ON CONFLICT (call_id) "
+                "DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq), updated_at = excluded.updated_at",
+                (call_id, event.seq, now),
+            )
+        return event
+
+    def prune_calls(self, older_than: float) -> int:
+        """Forget calls not heard of since ``older_than`` (they ended while the agent was away)."""
+        with self._transaction():
+            return int(self._db.execute("DELETE FROM calls WHERE updated_at < ?", (older_than,)).rowcount)
 
     def pending(self, after_seq: int = 0, limit: int = 1000) -> list[SequencedEvent]:
         """Unacknowledged events with ``seq > after_seq``, oldest first."""

@@ -15,7 +15,7 @@ import pytest
 
 from edge_agent.errors import OutboxError
 from edge_agent.outbox import Outbox
-from wire_protocol.call_events import CallEvent, CallRinging
+from wire_protocol.call_events import CallEnded, CallEvent, CallRinging, CallSummary
 from wire_protocol.messages import CommandResult
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -68,6 +68,42 @@ def test_renumber_after_a_reset_data_dir_keeps_every_pending_event_above_the_clo
     assert [(e.seq, e.event.event_id) for e in outbox.pending()] == [(101, "a:1"), (102, "a:2")]
     assert outbox.append([ringing("a", 3)])[0].seq == 103
     assert outbox.renumber_after(50) == 0
+
+
+def test_a_call_adopted_after_a_restart_continues_its_event_numbering(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.db")
+    outbox.append([ringing("a", 1), ringing("a", 2), ringing("b", 1)])
+    outbox.close()
+    restarted = Outbox(tmp_path / "outbox.db")  # the new interpreter numbers adopted calls from 1 again
+    at = ringing("a").at
+    summary = CallSummary(
+        call_id="a",
+        direction="internal",
+        external_number=None,
+        line=None,
+        caller_extension="102",
+        rang=["101"],
+        answered_by=None,
+        transfers=[],
+        final_extension=None,
+        result="no_answer",
+        started_at=at,
+        answered_at=None,
+        ended_at=at,
+        talk_seconds=0,
+        recording=None,
+        command_id=None,
+    )
+    ended = CallEnded(call_id="a", seq=2, at=at, summary=summary, reason="lost")
+    stored = restarted.append([ringing("a", 1), ended, ringing("c", 1)])
+    assert [s.event.event_id for s in stored] == ["a:3", "a:4", "c:1"]  # never reuses a:1, a:2
+    assert [e.event.event_id for e in restarted.pending()][-3:] == ["a:3", "a:4", "c:1"]  # and reads back
+    assert restarted.append([ringing("c", 2)])[0].event.event_id == "c:2"
+    restarted.close()
+    again = Outbox(tmp_path / "outbox.db")
+    assert again.append([ringing("a", 1)])[0].event.event_id == "a:1"  # a ended: its numbering is forgotten
+    assert again.append([ringing("b", 1)])[0].event.event_id == "b:2"
+    assert again.prune_calls(older_than=float("inf")) == 3
 
 
 def test_warns_before_the_bound_and_keeps_accepting_when_full(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
