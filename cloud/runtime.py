@@ -20,7 +20,7 @@ __all__ = ["Runtime"]
 
 
 class Runtime:
-    """DynamoDB's endpoint is boto3's business (``AWS_ENDPOINT_URL_DYNAMODB`` points it at moto server)."""
+    """DynamoDB's endpoint: ``AWS_ENDPOINT_URL_DYNAMODB`` (moto server) when set, else boto3's default."""
 
     def __init__(self, settings: Settings, client_factory: ClientFactory = boto3.client) -> None:
         self.settings = settings
@@ -32,7 +32,9 @@ class Runtime:
     @property
     def dynamodb(self) -> Any:
         if self._dynamodb is None:
-            self._dynamodb = self.client_factory("dynamodb", region_name=self.settings.region)
+            self._dynamodb = self.client_factory(
+                "dynamodb", region_name=self.settings.region, endpoint_url=self.settings.dynamodb_endpoint
+            )
         return self._dynamodb
 
     def gateway(self, request_context: Mapping[str, Any] | None = None) -> ConnectionGateway:

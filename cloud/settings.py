@@ -28,6 +28,9 @@ class Settings:
     #: The websocket API's id and stage, for pushes made outside a websocket request (REST handlers).
     ws_api_id: str | None = None
     ws_stage: str = "api"
+    #: ``AWS_ENDPOINT_URL_DYNAMODB`` (moto server in cloud-local); part of the settings so a runtime cached
+    #: for one endpoint is never reused for another in the same process.
+    dynamodb_endpoint: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -42,4 +45,5 @@ class Settings:
             ws_mgmt_endpoint=env.get("WS_MGMT_ENDPOINT") or None,
             ws_api_id=env.get("WS_API_ID") or None,
             ws_stage=env.get("WS_STAGE") or "api",
+            dynamodb_endpoint=env.get("AWS_ENDPOINT_URL_DYNAMODB") or None,
         )

@@ -85,7 +85,11 @@ def handle_agent_message(rt: Runtime, connection_id: str, body: str | bytes | No
         return _handle(rt, connection_id, body)
     except Exception:
         log.exception("message on %s failed", connection_id)
-        return Outcome([ErrorMessage(code="internal", message="the cloud failed to handle this; retry later")])
+        # ``about`` lets the agent tell which message to send again (a ``call_events`` batch is resent)
+        failed = ErrorMessage(
+            code="internal", message="the cloud failed to handle this; retry later", about=_message_type(body)
+        )
+        return Outcome([failed])
 
 
 def _handle(rt: Runtime, connection_id: str, body: str | bytes | None) -> Outcome:

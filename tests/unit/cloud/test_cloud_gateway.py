@@ -70,3 +70,17 @@ def test_the_client_comes_from_the_injected_factory() -> None:
     factory.return_value.post_to_connection.assert_called_once_with(
         ConnectionId="CID1=", Data=b'{"v":1,"type":"ack","up_to_seq":1}'
     )
+
+
+def test_the_app_runtime_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached runtime is per settings, DynamoDB endpoint included (cloud-local restarts moto on new ports)."""
+    import cloud.app
+
+    monkeypatch.setenv("PBXLINK_TABLE_PREFIX", "one-")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:5001")
+    first = cloud.app.runtime()
+    assert first is cloud.app.runtime() and first.tables.agents == "one-agents"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:5002")
+    second = cloud.app.runtime()
+    assert second is not first and second.settings.dynamodb_endpoint == "http://127.0.0.1:5002"
+    assert second.dynamodb.meta.endpoint_url == "http://127.0.0.1:5002"

@@ -208,6 +208,10 @@ def test_an_unexpected_failure_becomes_an_internal_error(rt: Runtime, agent_id: 
     with mock.patch("cloud.link.dispatch.touch", side_effect=KeyError("boom")):
         outcome = handle(rt, encode(Hello(agent_version="1")))
     assert [(type(r), getattr(r, "code", None)) for r in outcome.replies] == [(ErrorMessage, "internal")]
+    with mock.patch("cloud.link.dispatch.advance", side_effect=RuntimeError("throttled")):
+        outcome = handle(rt, batch((1, started())))
+    error = outcome.replies[0]
+    assert isinstance(error, ErrorMessage) and (error.code, error.about) == ("internal", "call_events")  # resent
 
 
 def test_a_deleted_agent_is_not_authorized(rt: Runtime, agent_id: str) -> None:
