@@ -74,6 +74,8 @@ class Faults:
     outage_until: float = 0.0
     outage_mode: str = "503"  # "503": nginx-style 503 page; "reset": the connection is closed without an answer
     duplicate_events: bool = False
+    event_delay: float = 0.0  # seconds before each event is posted ("may arrive with a delay", DOC simple-way.md)
+    event_loss_rate: float = 0.0  # probability an event is never posted (the queue drops it; there are no retries)
     rate_limit: bool = True
 
     def as_dict(self) -> dict[str, Any]:

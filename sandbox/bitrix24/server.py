@@ -42,6 +42,8 @@ FAULT_FIELDS = {
     "expire_every": int,
     "outage_mode": str,
     "duplicate_events": bool,
+    "event_delay": float,
+    "event_loss_rate": float,
     "rate_limit": bool,
 }
 
@@ -329,8 +331,14 @@ class EventDeliverer:
 
     def deliver_pending(self) -> int:
         count = 0
+        faults = self.emulator.faults
         for _portal, event in self.emulator.pending_events():
-            times = 2 if self.emulator.faults.duplicate_events and event.event != "INSTALL_PAGE" else 1
+            if faults.event_loss_rate and self.emulator.random.random() < faults.event_loss_rate:
+                event.attempts.append("dropped")
+                continue
+            if faults.event_delay > 0:
+                self._stop.wait(faults.event_delay)
+            times = 2 if faults.duplicate_events and event.event != "INSTALL_PAGE" else 1
             for _ in range(times):
                 self.post(event)
                 count += 1

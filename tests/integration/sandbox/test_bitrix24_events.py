@@ -121,3 +121,20 @@ def test_a_failed_delivery_is_not_retried(server: EmulatorServer) -> None:
         control(server, f"portals/{DOMAIN}/install", {"client_id": CLIENT})
         assert len(broken.wait(1)) == 1
         assert attempts(server) == [["500"]]
+
+
+def test_lost_and_delayed_events(server: EmulatorServer, app: EventReceiver) -> None:
+    tokens = control(server, f"portals/{DOMAIN}/install", {"client_id": CLIENT})
+    rest(tokens, "event.bind", event="ONEXTERNALCALLSTART", handler=f"{app.url}/c2c")
+    app.wait(1)
+    control(server, "faults", {"event_loss_rate": 1.0})
+    lost = control(server, f"portals/{DOMAIN}/click", {"user_id": 2, "phone": "+1555"})["CALL_ID"]
+    control(server, "faults", {"event_loss_rate": 0, "event_delay": 0.3})
+    started = time.monotonic()
+    kept = control(server, f"portals/{DOMAIN}/click", {"user_id": 2, "phone": "+1666"})["CALL_ID"]
+    posts = app.wait(2)
+    assert time.monotonic() - started >= 0.3
+    assert [p.form["data"]["CALL_ID"] for p in posts[1:]] == [kept]
+    assert attempts(server)[1] == ["dropped"]
+    # the lost click is still a registered call the app never heard of: the audit shows it
+    assert lost in server.emulator.portals[DOMAIN].audit()["unfinished"]
