@@ -12,6 +12,7 @@ import socket
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,14 @@ async def read_banner(process: asyncio.subprocess.Process, timeout: float = 30) 
 def http_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=5) as response:
         return json.loads(response.read())
+
+
+async def eventually_async(check: Callable[[], bool], timeout: float) -> None:
+    """Poll a blocking ``check`` (boto3 calls) off the loop until it holds."""
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(check):
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
 
 
 async def test_command_prints_working_urls_and_stops_on_ctrl_c() -> None:
@@ -179,3 +188,47 @@ async def test_the_real_cloud_app_on_moto_with_an_admin_made_token(
     assert service.stopped
     assert os.environ["AWS_PROFILE"] == "someone-elses-account"  # the environment is restored
     assert "WS_MGMT_ENDPOINT" not in os.environ
+
+
+async def test_the_real_edge_agent_streams_a_recorded_call_into_cloud_local(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The agent as a customer runs it (``edge-agent run``, its own process), the PBX played by the fake AMI
+    server: the call lands in the cloud's tables, through the same URL and token scheme as in AWS."""
+    pytest.importorskip("cloud.app")
+    from cloud import admin
+    from edge_agent.trace import read_trace
+    from sandbox.ami_server import FakeAmiServer, UserSpec
+
+    trace = read_trace(REPO_ROOT / "tests/fixtures/traces/inbound_direct_answered.jsonl")
+    async with CloudLocal() as cloud, FakeAmiServer({"edge": UserSpec("edge-secret")}) as ami:
+        assert await asyncio.to_thread(admin.main, ["token", "create", "--tenant", "acme", "--name", "HQ"]) == 0
+        token = re.search(r"^token:\s+(\S+)", capsys.readouterr().out, re.M)
+        assert token is not None
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "EDGE_"))} | {
+            "EDGE_CLOUD_URL": cloud.ws_url,
+            "EDGE_TOKEN": token[1],
+            "EDGE_DATA_DIR": str(tmp_path),
+            "EDGE_AMI_HOST": "127.0.0.1",
+            "EDGE_AMI_PORT": str(ami.port),
+            "EDGE_AMI_USER": "edge",
+            "EDGE_AMI_SECRET": "edge-secret",
+        }
+        agent = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "edge_agent.cli", "run", cwd=REPO_ROOT, env=env, stderr=asyncio.subprocess.PIPE
+        )
+        try:
+            await ami.wait_until(lambda: any(s.authenticated for s in ami.sessions), timeout=15)
+            await eventually_async(lambda: bool(cloud.gateway.connection_ids()), timeout=15)
+            await ami.play(trace)
+
+            def stored() -> tuple[int, int]:
+                tables = (f"{cloud.table_prefix}calls", f"{cloud.table_prefix}call_events")
+                calls, events = (cloud.dynamodb.scan(TableName=t, Select="COUNT")["Count"] for t in tables)
+                return calls, events
+
+            await eventually_async(lambda: stored()[0] == 1 and stored()[1] > 0, timeout=15)
+        finally:
+            agent.send_signal(signal.SIGINT)
+            _, log = await asyncio.wait_for(agent.communicate(), 15)
+        assert agent.returncode == 0, log.decode()
