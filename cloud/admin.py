@@ -69,7 +69,12 @@ def main(argv: Sequence[str] | None = None, runtime: Runtime | None = None) -> i
         elif args.action == "revoke":
             tenant = args.tenant or tokens.find_tenant(rt, args.agent_id)
             tokens.revoke(rt, tenant, args.agent_id)
-            print(f"revoked {args.agent_id} ({tenant}); a connected agent is cut off at its next message")
+            print(f"revoked {args.agent_id} ({tenant})")
+            if rt.settings.ws_mgmt_endpoint or rt.settings.ws_api_id:
+                if connections.kick(rt, tenant, args.agent_id):
+                    print("its connection was closed")
+            else:
+                print("a connected agent is cut off at its next message (set WS_API_ID to close it now)")
     except UnknownAgent as exc:
         print(f"error: no agent {exc}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from cloud.gateway import ConnectionGateway
 from cloud.runtime import Runtime
 from cloud.storage.dynamo import from_item, is_condition_failure, to_item
 
@@ -28,6 +29,7 @@ __all__ = [
     "agent_connection",
     "connection_agent",
     "drop",
+    "kick",
     "record",
 ]
 
@@ -128,4 +130,17 @@ def drop(rt: Runtime, tenant: str, agent_id: str, connection_id: str) -> bool:
         if is_condition_failure(exc):
             return False
         raise
+    return True
+
+
+def kick(rt: Runtime, tenant: str, agent_id: str, gateway: ConnectionGateway | None = None) -> bool:
+    """Close the agent's current connection now (after a revocation) and forget it; ``False`` if it had none.
+
+    Best effort by design: the ``$default`` handler refuses a revoked agent's next message anyway.
+    """
+    conn = agent_connection(rt, tenant, agent_id)
+    if conn is None:
+        return False
+    (gateway or rt.gateway()).close(conn.connection_id)
+    drop(rt, tenant, agent_id, conn.connection_id)
     return True

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from unittest import mock
 
 import pytest
 
@@ -48,3 +50,16 @@ def test_create_tables_on_a_fresh_database(rt: Runtime, monkeypatch: pytest.Monk
     monkeypatch.setenv("PBXLINK_TABLE_PREFIX", "fresh-")
     assert admin.main(["--create-tables", "token", "list", "--tenant", "portal-a"]) == 0
     assert "fresh-agents" in rt.dynamodb.list_tables()["TableNames"]
+
+
+def test_revoke_closes_a_live_connection_when_the_websocket_api_is_known(
+    rt: Runtime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    agent_id, _ = create(rt, capsys, "portal-a", "HQ")
+    connections.record(rt, "portal-a", agent_id, "CID1=")
+    known = Runtime(dataclasses.replace(rt.settings, ws_api_id="abc123"))
+    with mock.patch("cloud.gateway.ConnectionGateway.close", autospec=True, return_value=True) as close:
+        assert admin.main(["token", "revoke", agent_id], runtime=known) == 0
+    assert [call.args[1] for call in close.call_args_list] == ["CID1="]
+    assert "its connection was closed" in capsys.readouterr().out
+    assert connections.agent_connection(rt, "portal-a", agent_id) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from unittest import mock
 
 from cloud.agents import connections
 from cloud.runtime import Runtime
@@ -41,3 +42,13 @@ def test_a_newer_connection_survives_the_old_ones_late_disconnect(rt: Runtime) -
 def test_the_agent_mapping_is_per_tenant(rt: Runtime) -> None:
     connections.record(rt, "portal-a", "ag_1", "CID1=")
     assert connections.agent_connection(rt, "portal-b", "ag_1") is None
+
+
+def test_kick_closes_the_current_connection_and_forgets_it(rt: Runtime) -> None:
+    connections.record(rt, "portal-a", "ag_1", "CID1=")
+    gateway = rt.gateway({"apiId": "abc123", "stage": "api"})
+    with mock.patch.object(gateway, "close", return_value=True) as close:
+        assert connections.kick(rt, "portal-a", "ag_1", gateway) is True
+        assert connections.kick(rt, "portal-a", "ag_1", gateway) is False
+    close.assert_called_once_with("CID1=")
+    assert connections.connection_agent(rt, "CID1=") is None
