@@ -55,6 +55,7 @@ class _Agent:
     agent_id: str
     acked_seq: int = 0
     stored_seqs: set[int] = field(default_factory=set)
+    parked: dict[int, int] = field(default_factory=dict)  # after_seq -> top of batches stored beyond a gap
     connections: list[ServerConnection] = field(default_factory=list)
 
 
@@ -237,10 +238,7 @@ class FakeCloud:
             if self.acks_enabled:
                 if self.ack_delay:
                     await asyncio.sleep(self.ack_delay)
-                # a watermark, not this batch's last seq: an earlier batch may have failed (or, on API Gateway,
-                # still be in another Lambda), and "up to" must mean everything up to
-                while agent.acked_seq + 1 in agent.stored_seqs:
-                    agent.acked_seq += 1
+                self._advance(agent, message)
                 for _ in range(2 if self.duplicate_acks else 1):
                     await connection.send(encode(Ack(up_to_seq=agent.acked_seq)))
         elif isinstance(message, CommandResult):
@@ -249,6 +247,25 @@ class FakeCloud:
             self.heartbeats.append(message)
         elif isinstance(message, ErrorMessage):
             self.errors.append(message)
+
+    @staticmethod
+    def _advance(agent: _Agent, batch: CallEventsBatch) -> None:
+        """Ack a gap-free prefix, never just this batch's top: an earlier batch may have failed (or, on API
+        Gateway, still be in another Lambda), and "up to" must mean everything up to."""
+        if batch.after_seq is None:  # an agent that does not say where a batch continues from: contiguous seqs
+            while agent.acked_seq + 1 in agent.stored_seqs:
+                agent.acked_seq += 1
+            return
+        top = batch.events[-1].seq
+        agent.parked[batch.after_seq] = max(agent.parked.get(batch.after_seq, 0), top)
+        moved = True
+        while moved:
+            moved = False
+            for after, end in list(agent.parked.items()):
+                if after <= agent.acked_seq:
+                    del agent.parked[after]
+                    if end > agent.acked_seq:
+                        agent.acked_seq, moved = end, True
 
     def _store(self, agent: _Agent, batch: CallEventsBatch) -> None:
         """Idempotent on event id, as the real cloud's conditional writes."""

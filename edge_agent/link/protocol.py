@@ -6,7 +6,8 @@ the :data:`Effect` values it returns. Everything about *when* and *what* to send
 tested with a fake clock in microseconds.
 
 Per connection: send ``hello``; on ``welcome`` drop what the cloud already holds (``acked_seq``), then
-replay the outbox in order, in ``batch_events`` batches, keeping at most ``window_events`` unacknowledged
+replay the outbox in order, in ``batch_events`` batches (each saying the seq it continues from,
+``after_seq``, so the cloud can ack only a gap-free prefix), keeping at most ``window_events`` unacknowledged
 events in flight. ``ack`` deletes from the outbox and opens the window. Silence is filled with a
 ``heartbeat`` after ``heartbeat_idle`` seconds (API Gateway closes a connection idle for 10 minutes and
 only data messages are known to count). Before API Gateway's 2-hour cap the link is renewed
@@ -430,7 +431,7 @@ class LinkProtocol:
             if not events:
                 break
             try:
-                batches = list(batch_events(events))
+                batches = list(batch_events(events, after_seq=self._sent))
             except ProtocolError:
                 self._reject_oversized(events)
                 continue

@@ -115,6 +115,18 @@ def test_the_window_bounds_events_in_flight_and_acks_open_it(outbox: Outbox) -> 
     assert seqs(protocol.received(1, ack(3), T0 + 1)) == []  # a repeated ack changes nothing
 
 
+def test_every_batch_says_where_it_continues_from(outbox: Outbox) -> None:
+    outbox.append([ringing("a", n) for n in range(1, 5)])
+    protocol = link(outbox, window_events=2)
+    [first] = [m for m in sent(connected(protocol)) if isinstance(m, CallEventsBatch)]
+    assert (first.after_seq, [e.seq for e in first.events]) == (0, [1, 2])
+    [second] = [m for m in sent(protocol.received(1, ack(2), T0 + 1)) if isinstance(m, CallEventsBatch)]
+    assert (second.after_seq, [e.seq for e in second.events]) == (2, [3, 4])
+    protocol.connection_closed(1, T0 + 2)
+    [again] = [m for m in sent(connected(protocol, conn=2, acked=2, now=T0 + 3)) if isinstance(m, CallEventsBatch)]
+    assert again.after_seq == 2  # a replay continues from the cloud's ack
+
+
 def test_an_ack_beyond_what_was_sent_deletes_nothing_unsent(outbox: Outbox) -> None:
     outbox.append([ringing("a", n) for n in range(1, 4)])
     protocol = link(outbox, window_events=2)
