@@ -47,6 +47,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--burst", type=float, default=50, help="leaky bucket size X (docs: 50, Enterprise 250)")
     parser.add_argument("--rate", type=float, default=2.0, help="leaky bucket drain Y per second (docs: 2 / 5)")
     parser.add_argument("--install", action="store_true", help="install the app on every portal at start")
+    parser.add_argument(
+        "--allow-private-record-urls",
+        action="store_true",
+        help="download RECORD_URLs on LAN/loopback addresses (a real portal refuses them)",
+    )
     args = parser.parse_args(argv)
     args.portal = args.portal or ["pbxlink-demo.bitrix24.com"]
     args.user = args.user or DEMO_USERS
@@ -55,7 +60,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def build(args: argparse.Namespace) -> EmulatorServer:
-    emulator = Emulator(access_ttl=args.access_ttl, fetch=fetch_url)
+    emulator = Emulator(
+        access_ttl=args.access_ttl, fetch=fetch_url, allow_private_record_urls=args.allow_private_record_urls
+    )
     server = EmulatorServer(emulator, host=args.host, port=args.port)
     emulator.add_app(args.app)
     for domain in args.portal:

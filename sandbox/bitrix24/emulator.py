@@ -104,12 +104,14 @@ class Emulator:
         oauth_server_endpoint: str = "https://oauth.bitrix.info/rest/",
         fetch: Fetch = _no_fetch,
         seed: int | None = None,
+        allow_private_record_urls: bool = False,
     ) -> None:
         self.clock = clock or SystemClock()
         self.base_url = base_url.rstrip("/")
         self.access_ttl = access_ttl
         self.oauth_server_endpoint = oauth_server_endpoint
         self.fetch = fetch
+        self.allow_private_record_urls = allow_private_record_urls
         self.portals: dict[str, Portal] = {}
         self.moved: dict[str, str] = {}  # old domain -> new (302)
         self.apps: dict[str, App] = {}
@@ -133,6 +135,7 @@ class Emulator:
             member_id=member_id,
             client_endpoint=endpoint,
             fetch=lambda url: self.fetch(url),
+            allow_private_record_urls=self.allow_private_record_urls,
             burst=burst,
             drain_per_second=rate,
         )

@@ -11,14 +11,16 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import itertools
 import secrets
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timezone
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from sandbox.bitrix24.clock import Clock, LeakyBucket
 from sandbox.bitrix24.errors import RestError, core_error
@@ -63,6 +65,20 @@ Fetch = Callable[[str], tuple[int, bytes]]
 
 def _no_fetch(url: str) -> tuple[int, bytes]:
     raise OSError(f"no fetcher configured for {url}")
+
+
+def is_public_url(url: str) -> bool:
+    """Whether every address ``url``'s host resolves to is public (not loopback, private, link-local...)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError):
+        return True  # unresolvable: the download itself will fail
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not address.is_global:
+            return False
+    return True
 
 
 def digits(phone: str) -> str:
@@ -252,6 +268,7 @@ class Call:
     record: RecordFile | None = None
     click_to_call: bool = False
     transcripts: list[list[dict[str, Any]]] = field(default_factory=list)
+    finish_errors: list[str] = field(default_factory=list)
 
     @property
     def incoming(self) -> bool:
@@ -262,7 +279,8 @@ class Call:
 
         ``CALL_START_DATE`` is ``{}``: the docs' example shows PHP's DateTime object serialized that way.
         """
-        return {
+        extra: dict[str, Any] = {"ERRORS": list(self.finish_errors)} if self.finish_errors else {}
+        return extra | {
             "CALL_ID": self.call_id,
             "EXTERNAL_CALL_ID": self.external_call_id,
             "PORTAL_USER_ID": self.finish_user_id,
@@ -367,12 +385,15 @@ class Portal:
         burst: float = 50,
         drain_per_second: float = 2.0,
         tz: timezone = UTC,
+        allow_private_record_urls: bool = False,
     ) -> None:
         self.domain = domain
         self.clock = clock
         self.member_id = member_id or hashlib.md5(domain.encode()).hexdigest()
         self.client_endpoint = client_endpoint or f"https://{domain}/rest/"
         self.fetch = fetch
+        # A real portal refuses RECORD_URLs on non-public addresses; loopback tests switch this on.
+        self.allow_private_record_urls = allow_private_record_urls
         self.tz = tz
         self.bucket = LeakyBucket(clock, burst, drain_per_second)
         self.lock = threading.RLock()
@@ -642,8 +663,10 @@ class Portal:
             call.card_log.append((now, "show", uid))
 
     def active_call(self, client_id: str, call_id: str) -> Call | None:
+        """A registered, unfinished call. Any caller may address it by CALL_ID (the docs' show example uses a
+        webhook); only the register dedupe is per application."""
         call = self.calls.get(call_id)
-        if call is None or call.finished or call.client_id != client_id:
+        if call is None or call.finished:
             return None
         return call
 
@@ -698,12 +721,16 @@ class Portal:
             call.activity_id = activity.id
         record_url = str(p.get("RECORD_URL") or "")
         if record_url:
-            self._download_record(call, record_url, record_url.rsplit("/", 1)[-1] or "record.mp3")
+            # The call is finished either way; a failed download shows up in the result's ERRORS (DOC finish page).
+            try:
+                self._download_record(call, record_url, record_url.rsplit("/", 1)[-1] or "record.mp3")
+            except RestError as exc:
+                call.finish_errors.append(exc.description)
         return call
 
     def finished_call(self, client_id: str, call_id: str) -> Call | None:
         call = self.calls.get(call_id)
-        if call is None or not call.finished or call.client_id != client_id:
+        if call is None or not call.finished:
             return None
         return call
 
@@ -715,6 +742,9 @@ class Portal:
         return rec
 
     def _download_record(self, call: Call, url: str, name: str) -> RecordFile:
+        if not self.allow_private_record_urls and not is_public_url(url):
+            # DOC telephony-external-call-attach-record.md: a RECORD_URL on a LAN/loopback address is refused.
+            raise RestError("", "Record URL resolves to a non-public address and was blocked.", 400)
         try:
             status, body = self.fetch(url)
         except OSError as exc:
@@ -839,10 +869,13 @@ def _attach_record(portal: Portal, ctx: Context, params: dict[str, Any]) -> Resu
     name = str(p.get("FILENAME") or "")
     url = str(p.get("RECORD_URL") or "")
     if not name and not url:
-        raise core_error("Required parameters are not set. Request should contain either URL or FILENAME parameter")
+        # The docs give these two an empty error code.
+        raise RestError(
+            "", "Required parameters are not set. Request should contain either URL or FILENAME parameter", 400
+        )
     call = portal.finished_call(ctx.client_id, call_id)
     if call is None:
-        raise core_error("Call is not found in the statistic table. It looks like it is not finished yet.")
+        raise RestError("", "Call is not found in the statistic table. It looks like it is not finished yet.", 400)
     if url:
         name = name or url.rsplit("/", 1)[-1].split("?", 1)[0]
         _check_record_name(name)

@@ -105,6 +105,14 @@ def test_attach_record_three_ways(server: EmulatorServer, tokens: dict[str, Any]
 
     with EventReceiver() as pbx:
         pbx.files["/rec/b.wav"] = b"RIFF-by-url"
+        status, blocked = rest(
+            tokens, "telephony.externalCall.attachRecord", CALL_ID=call_id, RECORD_URL=f"{pbx.url}/rec/b.wav"
+        )
+        assert (status, blocked) == (
+            400,
+            {"error": "", "error_description": "Record URL resolves to a non-public address and was blocked."},
+        )
+        portal.allow_private_record_urls = True  # a loopback test stands in for a public recording server
         ok(tokens, "telephony.externalCall.attachRecord", CALL_ID=call_id, RECORD_URL=f"{pbx.url}/rec/b.wav")
         record = portal.calls[call_id].record
         assert record is not None and (record.name, record.content) == ("b.wav", b"RIFF-by-url")

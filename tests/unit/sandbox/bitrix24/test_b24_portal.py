@@ -191,7 +191,11 @@ def test_attach_record_modes_and_errors(portal: Portal, ctx: Context) -> None:
     call_id = register(portal, ctx)["CALL_ID"]
     with pytest.raises(RestError) as excinfo:
         call(portal, ctx, "telephony.externalCall.attachRecord", CALL_ID=call_id, FILENAME="a.mp3")
-    assert "not finished yet" in excinfo.value.description
+    assert core_error(excinfo) == (
+        "",
+        "Call is not found in the statistic table. It looks like it is not finished yet.",
+        400,
+    )
     call(portal, ctx, "telephony.externalCall.finish", CALL_ID=call_id, USER_ID=2, DURATION=3)
     content = base64.b64encode(b"RIFF....WAVE").decode()
     first = call(
@@ -205,7 +209,6 @@ def test_attach_record_modes_and_errors(portal: Portal, ctx: Context) -> None:
     upload = call(portal, ctx, "telephony.externalCall.attachRecord", CALL_ID=call_id, FILENAME="b.mp3")
     assert upload["fieldName"] == "file" and "upload.json?auth=" in upload["uploadUrl"]
     bad = [
-        ({}, "Required parameters are not set. Request should contain either URL or FILENAME parameter"),
         ({"FILENAME": "a.ogg", "FILE_CONTENT": content}, "Wrong file extension. Only wav and mp3 are allowed"),
         ({"FILENAME": "a.mp3", "FILE_CONTENT": ""}, "File content is empty."),
         (
@@ -218,6 +221,16 @@ def test_attach_record_modes_and_errors(portal: Portal, ctx: Context) -> None:
         with pytest.raises(RestError) as excinfo:
             call(portal, ctx, "telephony.externalCall.attachRecord", CALL_ID=call_id, **params)
         assert core_error(excinfo) == ("ERROR_CORE", message, 400), params
+    # these three have an empty error code in the docs
+    empty_code = [
+        ({}, "Required parameters are not set. Request should contain either URL or FILENAME parameter"),
+        ({"RECORD_URL": "http://192.168.1.10/r.mp3"}, "Record URL resolves to a non-public address and was blocked."),
+        ({"RECORD_URL": "http://127.0.0.1:8080/r.mp3"}, "Record URL resolves to a non-public address and was blocked."),
+    ]
+    for params, message in empty_code:
+        with pytest.raises(RestError) as excinfo:
+            call(portal, ctx, "telephony.externalCall.attachRecord", CALL_ID=call_id, **params)
+        assert core_error(excinfo) == ("", message, 400), params
 
 
 # -- externalLine: DOC telephony-external-line-*.md -----------------------------------------------------------------
@@ -321,3 +334,22 @@ def test_audit_reports_what_a_customer_would_call_a_crm_bug(portal: Portal, ctx:
     assert audit["duplicate_external_ids"] == {"ast-1": [done, again]}
     assert audit["reregistered"] == {done: 2} and audit["unrecorded"] == [done]
     assert list(audit["duplicate_leads"].values()) == [[1, 2]]
+
+
+def test_finish_with_an_unreachable_record_url_still_finishes(portal: Portal, ctx: Context) -> None:
+    # DOC telephony-external-call-finish.md: RECORD_URL (deprecated); ERRORS "may appear"
+    call_id = register(portal, ctx)["CALL_ID"]
+    stat = call(
+        portal,
+        ctx,
+        "telephony.externalCall.finish",
+        CALL_ID=call_id,
+        USER_ID=2,
+        DURATION=4,
+        RECORD_URL="http://pbx/x.wav",
+    )
+    assert stat["ERRORS"] == ["Server returns HTTP error code 404"] and portal.calls[call_id].finished
+    other = register(portal, ctx, EXTERNAL_CALL_ID="2")["CALL_ID"]
+    stat = call(portal, ctx, "telephony.externalCall.finish", CALL_ID=other, USER_ID=2, RECORD_URL="http://pbx/ok.mp3")
+    record = portal.calls[other].record
+    assert "ERRORS" not in stat and record is not None and record.name == "ok.mp3"
