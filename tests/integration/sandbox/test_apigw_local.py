@@ -346,6 +346,8 @@ async def test_slow_handler_does_not_stall_other_connections(gateway: LocalApiGa
         connect(gateway.ws_url, additional_headers=GOOD) as slow,
         connect(gateway.ws_url, additional_headers=GOOD) as fast,
     ):
+        await fast.send(json.dumps({"n": 0}))  # warm up: the first send builds Chalice's boto3 client
+        await asyncio.wait_for(fast.recv(), 5)
         await slow.send(json.dumps({"sleep": 0.6}))
         await asyncio.sleep(0.05)
         started = time.monotonic()
@@ -361,6 +363,8 @@ async def test_one_connections_messages_in_order_unless_concurrent(concurrent: b
         LocalApiGateway(app, GatewaySettings(concurrent_messages=concurrent)) as gateway,
         connect(gateway.ws_url, additional_headers=GOOD) as ws,
     ):
+        await ws.send(json.dumps({"n": 0}))  # warm up: the first send builds Chalice's boto3 client
+        await asyncio.wait_for(ws.recv(), 5)
         await ws.send(json.dumps({"n": 1, "sleep": 0.3}))
         await ws.send(json.dumps({"n": 2}))
         replies = [json.loads(await asyncio.wait_for(ws.recv(), 5))["echo"]["n"] for _ in range(2)]
@@ -369,7 +373,7 @@ async def test_one_connections_messages_in_order_unless_concurrent(concurrent: b
 
 async def test_idle_connection_closes_with_1001_and_traffic_keeps_it_open() -> None:
     async with (
-        LocalApiGateway(app, GatewaySettings(idle_timeout=0.4)) as gateway,
+        LocalApiGateway(app, GatewaySettings(idle_timeout=0.6)) as gateway,
         connect(gateway.ws_url, additional_headers=GOOD) as ws,
     ):
         await eventually(lambda: len(gateway.connection_ids()) == 1)
@@ -381,7 +385,7 @@ async def test_idle_connection_closes_with_1001_and_traffic_keeps_it_open() -> N
             await asyncio.to_thread(client.post_to_connection, ConnectionId=cid, Data=b"keepalive")
             assert await asyncio.wait_for(ws.recv(), 5) == "keepalive"
         assert await close_code(ws) == 1001
-        assert 0.75 + 0.4 - 0.05 <= time.monotonic() - started < 3  # last push + idle_timeout
+        assert 0.75 + 0.6 - 0.05 <= time.monotonic() - started < 3  # last push + idle_timeout
     assert events("$disconnect")[0]["requestContext"]["disconnectStatusCode"] == 1001
 
 
