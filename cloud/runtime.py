@@ -6,6 +6,7 @@ tests and cloud-local with their own client factory.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,14 +29,17 @@ class Runtime:
         self.client_factory = client_factory
         self._dynamodb: Any = None
         self._gateways: dict[str, ConnectionGateway] = {}
+        # boto3's default session is not thread-safe while it builds clients (cloud-local runs handlers in threads)
+        self._lock = threading.Lock()
 
     @property
     def dynamodb(self) -> Any:
-        if self._dynamodb is None:
-            self._dynamodb = self.client_factory(
-                "dynamodb", region_name=self.settings.region, endpoint_url=self.settings.dynamodb_endpoint
-            )
-        return self._dynamodb
+        with self._lock:
+            if self._dynamodb is None:
+                self._dynamodb = self.client_factory(
+                    "dynamodb", region_name=self.settings.region, endpoint_url=self.settings.dynamodb_endpoint
+                )
+            return self._dynamodb
 
     def gateway(self, request_context: Mapping[str, Any] | None = None) -> ConnectionGateway:
         """The gateway of the websocket API: from the websocket request, or from settings outside one.
@@ -43,6 +47,9 @@ class Runtime:
         One per endpoint, kept with the runtime, so a warm Lambda builds its management client once.
         """
         endpoint = management_endpoint(self.settings, request_context or {})
-        if endpoint not in self._gateways:
-            self._gateways[endpoint] = ConnectionGateway(endpoint, self.client_factory, self.settings.region)
-        return self._gateways[endpoint]
+        with self._lock:
+            if endpoint not in self._gateways:
+                gateway = ConnectionGateway(endpoint, self.client_factory, self.settings.region)
+                gateway.client  # noqa: B018 - built now, under the lock
+                self._gateways[endpoint] = gateway
+            return self._gateways[endpoint]
