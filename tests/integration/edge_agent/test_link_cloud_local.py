@@ -1,0 +1,65 @@
+"""The agent against the real cloud on loopback (cloud-local: the Chalice app behind the local API Gateway,
+moto as DynamoDB), the fake AMI playing every recorded call: each call event stored once in the cloud."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from cloud.agents import tokens
+from cloud.calls.store import list_events
+from cloud.runtime import Runtime
+from cloud.settings import Settings
+from edge_agent.agent import Agent
+from edge_agent.calls.interpreter import CallInterpreter
+from edge_agent.config import load_config
+from edge_agent.link.client import LinkOptions
+from edge_agent.trace import read_trace
+from sandbox.ami_server import FakeAmiServer, UserSpec
+from sandbox.cloud_local import CloudLocal, CloudLocalConfig
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
+TRACES = sorted((ROOT / "tests" / "fixtures" / "traces").glob("*.jsonl"))
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Poll: the agent's state has no event to wait on from outside."""
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
+async def test_every_recorded_call_reaches_the_cloud_once(tmp_path: Path) -> None:
+    messages = [m for trace in TRACES for m in read_trace(trace)]
+    interpreter = CallInterpreter()
+    expected = [e.event_id for m in messages for e in interpreter.feed(dict(m))]
+    user = UserSpec("edge-secret", read="system,call,agent,dialplan", write="system,originate")
+    async with CloudLocal(CloudLocalConfig(table_prefix="edge-")) as cloud, FakeAmiServer({"edge": user}) as ami:
+        runtime = Runtime(Settings.from_env())
+        agent_id, token = await asyncio.to_thread(tokens.issue_token, runtime, "acme", "HQ")
+        environ = {
+            "EDGE_AMI_PORT": str(ami.port),
+            "EDGE_AMI_USER": "edge",
+            "EDGE_AMI_SECRET": "edge-secret",
+            "EDGE_CLOUD_URL": cloud.ws_url,
+            "EDGE_TOKEN": token,
+            "EDGE_DATA_DIR": str(tmp_path),
+        }
+        agent = Agent(load_config(environ, need_cloud=True), options=LinkOptions(reconnect_initial=0.1))
+        task = asyncio.create_task(agent.run())
+        try:
+            await until(lambda: agent.link is not None and agent.link.protocol.established)
+            await until(lambda: agent.connector is not None and agent.connector.connected.is_set())
+            await ami.play(messages)
+            await until(lambda: agent.link is not None and agent.link.protocol.acked_seq >= len(expected))
+        finally:
+            agent.stop()
+            await asyncio.wait_for(task, 10)
+        stored = await asyncio.to_thread(lambda: list(list_events(runtime, "acme", agent_id)))
+    assert sorted(e["agent_seq"] for e in stored) == list(range(1, len(expected) + 1))
+    assert sorted(e["event_id"] for e in stored) == sorted(expected)
