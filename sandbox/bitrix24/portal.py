@@ -37,6 +37,7 @@ KNOWN_EVENTS = {
     "ONEXTERNALCALLBACKSTART",
     "ONCRMLEADADD",
     "ONCRMCONTACTADD",
+    "ONCRMCOMPANYADD",
     "ONOFFLINEEVENT",
     "ONVOXIMPLANTCALLEND",
 }
@@ -400,6 +401,7 @@ class Portal:
         self.users: dict[int, User] = {}
         self.leads: dict[int, CrmEntity] = {}
         self.contacts: dict[int, CrmEntity] = {}
+        self.companies: dict[int, CrmEntity] = {}
         self.activities: dict[int, Activity] = {}
         self.calls: dict[str, Call] = {}
         self.installations: dict[str, Installation] = {}
@@ -423,6 +425,10 @@ class Portal:
         with self.lock:
             return self._add_entity("CONTACT", fields, 1)
 
+    def add_company(self, fields: dict[str, Any]) -> CrmEntity:
+        with self.lock:
+            return self._add_entity("COMPANY", fields, 1)
+
     def add_lead(self, fields: dict[str, Any]) -> CrmEntity:
         with self.lock:
             return self._add_entity("LEAD", fields, 1)
@@ -436,14 +442,15 @@ class Portal:
         if isinstance(stored.get("PHONE"), dict):
             stored["PHONE"] = list(stored["PHONE"].values())
         entity = CrmEntity(kind, next(self._crm_ids), stored, self.clock.now())
-        (self.leads if kind == "LEAD" else self.contacts)[entity.id] = entity
+        self.table(kind)[entity.id] = entity
         return entity
 
+    def table(self, kind: str) -> dict[int, CrmEntity]:
+        return {"LEAD": self.leads, "CONTACT": self.contacts, "COMPANY": self.companies}[kind]
+
     def entity(self, kind: str | None, entity_id: int | None) -> CrmEntity | None:
-        if kind == "LEAD" and entity_id is not None:
-            return self.leads.get(entity_id)
-        if kind == "CONTACT" and entity_id is not None:
-            return self.contacts.get(entity_id)
+        if kind in ("LEAD", "CONTACT", "COMPANY") and entity_id is not None:
+            return self.table(kind).get(entity_id)
         return None
 
     # -- dispatch ---------------------------------------------------------------------------------------------
@@ -486,6 +493,7 @@ class Portal:
     def find_by_phone(self, phone: str) -> list[CrmEntity]:
         """CRM entities with this phone: contacts first, then leads (how the call card picks a client)."""
         found = [c for c in self.contacts.values() if any(same_phone(phone, p) for p in c.phones)]
+        found += [c for c in self.companies.values() if any(same_phone(phone, p) for p in c.phones)]
         found += [lead for lead in self.leads.values() if any(same_phone(phone, p) for p in lead.phones)]
         return found
 
@@ -1039,7 +1047,7 @@ def _fields(params: dict[str, Any]) -> dict[str, Any]:
 def _crm_add(portal: Portal, ctx: Context, params: dict[str, Any], kind: str) -> Result:
     fields = _fields(params)
     entity = portal._add_entity(kind, fields, ctx.user_id)
-    event = "ONCRMLEADADD" if kind == "LEAD" else "ONCRMCONTACTADD"
+    event = f"ONCRM{kind}ADD"
     portal.emit(event, {"FIELDS": {"ID": str(entity.id)}}, _event_auth(portal, ctx.client_id, ctx.user_id))
     return Result(entity.id)
 
@@ -1076,6 +1084,16 @@ def _lead_get(portal: Portal, ctx: Context, params: dict[str, Any]) -> Result:
     return _crm_get(portal, params, "LEAD")
 
 
+@method("crm.company.add")
+def _company_add(portal: Portal, ctx: Context, params: dict[str, Any]) -> Result:
+    return _crm_add(portal, ctx, params, "COMPANY")
+
+
+@method("crm.company.get")
+def _company_get(portal: Portal, ctx: Context, params: dict[str, Any]) -> Result:
+    return _crm_get(portal, params, "COMPANY")
+
+
 @method("crm.contact.get")
 def _contact_get(portal: Portal, ctx: Context, params: dict[str, Any]) -> Result:
     return _crm_get(portal, params, "CONTACT")
@@ -1106,7 +1124,7 @@ def _find_by_comm(portal: Portal, ctx: Context, params: dict[str, Any]) -> Resul
         raise RestError("Too many communication values", "The maximum number of values is 20.", 400)
     wanted = str(params.get("entity_type", params.get("ENTITY_TYPE")) or "").upper()
     out: dict[str, list[int]] = {}
-    for kind_name, table in (("LEAD", portal.leads), ("CONTACT", portal.contacts)):
+    for kind_name, table in (("LEAD", portal.leads), ("CONTACT", portal.contacts), ("COMPANY", portal.companies)):
         if wanted and wanted != kind_name:
             continue
         ids = []

@@ -199,6 +199,12 @@ def _portal_page(em: Emulator, portal: Portal) -> str:
         + _table(["ID", "Title", "Phone", "Source", "Responsible", "Created"], crm_rows(portal.leads), "No leads")
         + "<h2>Contacts</h2>"
         + _table(["ID", "Name", "Phone", "Source", "Responsible", "Created"], crm_rows(portal.contacts), "No contacts")
+        + (
+            "<h2>Companies</h2>"
+            + _table(["ID", "Title", "Phone", "Source", "Responsible", "Created"], crm_rows(portal.companies), "")
+            if portal.companies
+            else ""
+        )
         + "<h2>Call activities</h2>"
         + _table(["ID", "Subject", "Owner", "Completed"], acts, "No activities")
         + "<h2>External lines</h2>"
@@ -245,6 +251,7 @@ def state(em: Emulator) -> dict[str, Any]:
                 "audit": portal.audit(),
                 "leads": {str(k): v.fields for k, v in portal.leads.items()},
                 "contacts": {str(k): v.fields for k, v in portal.contacts.items()},
+                "companies": {str(k): v.fields for k, v in portal.companies.items()},
                 "events": [{"event": e.event, "url": e.url, "attempts": e.attempts} for e in portal.events],
             }
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -197,3 +198,22 @@ def test_fault_knobs(em: Emulator, tokens: dict[str, Any]) -> None:
     assert em.rest(None, "user.current", {"auth": new["access_token"]})[0] == 200
     assert em.expire_all_tokens() >= 2
     assert em.rest(None, "user.current", {"auth": new["access_token"]})[1]["error"] == "expired_token"
+
+
+def test_two_concurrent_refreshes_of_one_token_have_one_winner(em: Emulator, tokens: dict[str, Any]) -> None:
+    # issue 4: "safe when two Lambdas refresh at once (refresh tokens rotate and a reused one is dead)"
+    barrier = threading.Barrier(8)
+    answers: list[tuple[int, dict[str, Any]]] = []
+
+    def worker() -> None:
+        barrier.wait()
+        answers.append(refresh(em, tokens["refresh_token"]))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [body for status, body in answers if status == 200]
+    assert len(winners) == 1 and "access_token" in winners[0]
+    assert sorted(status for status, _ in answers) == [200] + [400] * 7

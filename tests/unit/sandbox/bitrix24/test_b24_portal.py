@@ -353,3 +353,20 @@ def test_finish_with_an_unreachable_record_url_still_finishes(portal: Portal, ct
     stat = call(portal, ctx, "telephony.externalCall.finish", CALL_ID=other, USER_ID=2, RECORD_URL="http://pbx/ok.mp3")
     record = portal.calls[other].record
     assert "ERRORS" not in stat and record is not None and record.name == "ok.mp3"
+
+
+def test_companies_bind_calls_after_contacts(portal: Portal, ctx: Context) -> None:
+    # DOC telephony-external-call-register.md: CRM_ENTITY_TYPE CONTACT | COMPANY | LEAD
+    company = portal.add_company({"TITLE": "Acme LLC", "PHONE": [{"VALUE": "+74951110000"}]})
+    found = register(portal, ctx, PHONE_NUMBER="84951110000")
+    assert (found["CRM_ENTITY_TYPE"], found["CRM_ENTITY_ID"]) == ("COMPANY", company.id)
+    stat = call(portal, ctx, "telephony.externalCall.finish", CALL_ID=found["CALL_ID"], USER_ID=2, DURATION=1)
+    assert portal.activities[stat["CRM_ACTIVITY_ID"]].rest()["OWNER_TYPE_ID"] == "4"
+    contact = portal.add_contact({"NAME": "Jane", "PHONE": [{"VALUE": "+74951110000"}]})
+    assert register(portal, ctx, PHONE_NUMBER="84951110000")["CRM_ENTITY_ID"] == contact.id
+    forced = register(portal, ctx, PHONE_NUMBER="1", CRM_ENTITY_TYPE="COMPANY", CRM_ENTITY_ID=company.id)
+    assert (forced["CRM_ENTITY_TYPE"], forced["CRM_ENTITY_ID"]) == ("COMPANY", company.id)
+    assert call(portal, ctx, "crm.duplicate.findbycomm", type="PHONE", values=["74951110000"]) == {
+        "CONTACT": [contact.id],
+        "COMPANY": [company.id],
+    }
