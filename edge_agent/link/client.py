@@ -257,9 +257,12 @@ class LinkClient:
             deadline = self.protocol.next_deadline()
             self._timers_changed.clear()
             timeout = None if deadline is None else max(0.0, deadline - self._clock())
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._timers_changed.wait(), timeout)
-            if deadline is not None and self._clock() >= deadline:
+                due = deadline is not None and self._clock() >= deadline
+            except TimeoutError:
+                due = True  # even if the wall clock says otherwise: the protocol notices a clock set back
+            if due:
                 try:
                     self.apply(self.protocol.tick(self._clock()))
                 except Exception:  # a timer that dies silently would stop heartbeats: log and carry on

@@ -161,6 +161,7 @@ class LinkProtocol:
         self._last_progress = 0.0
         self._retry_at: float | None = None
         self._running: set[str] = set()
+        self._last_now: float | None = None
         self.ami_connected = True
         #: counters for doctor, logs and tests
         self.acked_events = 0
@@ -170,6 +171,7 @@ class LinkProtocol:
 
     def connection_opened(self, conn_id: int, now: float) -> list[Effect]:
         """A websocket is up (initial, reconnect, or the candidate of a renewal): say hello."""
+        self._observe(now)
         conn = _Conn(conn_id, opened_at=now, last_sent=now)
         self._conns[conn_id] = conn
         if self._active is None:
@@ -181,10 +183,12 @@ class LinkProtocol:
 
     def candidate_failed(self, now: float) -> list[Effect]:
         """The renewal connection could not be opened; keep the old one and try again later."""
+        self._observe(now)
         self._end_handover(now)
         return self._pump(now)
 
     def connection_closed(self, conn_id: int, now: float) -> list[Effect]:
+        self._observe(now)
         conn = self._conns.pop(conn_id, None)
         if conn is None:
             return []
@@ -201,6 +205,7 @@ class LinkProtocol:
         return []
 
     def received(self, conn_id: int, text: str | bytes, now: float) -> list[Effect]:
+        self._observe(now)
         conn = self._conns.get(conn_id)
         if conn is None:
             return []
@@ -212,11 +217,13 @@ class LinkProtocol:
 
     def events_stored(self, now: float) -> list[Effect]:
         """New events are in the outbox: send them if the window allows."""
+        self._observe(now)
         return self._pump(now)
 
     def command_finished(self, result: CommandResult, now: float) -> list[Effect]:
         """The executor stored ``result`` durably; send it if a welcomed connection is up (even one being
         renewed: a result sent on it and not confirmed is sent again after the next welcome)."""
+        self._observe(now)
         self._running.discard(result.command_id)
         conn = self._ready(allow_draining=True)
         if conn is None:
@@ -226,6 +233,7 @@ class LinkProtocol:
 
     def set_ami_connected(self, connected: bool, now: float) -> list[Effect]:
         """Tell the cloud at once when the PBX link goes down or comes back (a heartbeat carries it)."""
+        self._observe(now)
         if connected == self.ami_connected:
             return []
         self.ami_connected = connected
@@ -234,6 +242,7 @@ class LinkProtocol:
 
     def tick(self, now: float) -> list[Effect]:
         """Time passed: heartbeats, timeouts, renewals, resends. Call it at :meth:`next_deadline`."""
+        self._observe(now)
         effects: list[Effect] = []
         timings = self.timings
         for conn in list(self._conns.values()):
@@ -471,6 +480,24 @@ class LinkProtocol:
         return Close(conn.id, reason, token_refused)
 
     # -- helpers --------------------------------------------------------------------------------------
+
+    def _observe(self, now: float) -> None:
+        """Times are wall-clock (heartbeats carry them); if the clock was set back, move every timer back
+        with it, or a heartbeat could wait past API Gateway's idle limit."""
+        last, self._last_now = self._last_now, now
+        if last is None or now >= last - 1.0:
+            return
+        shift = now - last
+        log.warning("link: the clock went back %.0f s; timers follow", -shift)
+        for conn in self._conns.values():
+            conn.opened_at += shift
+            conn.last_sent += shift
+            conn.retire_at += shift
+        self._last_progress += shift
+        if self._handover_started is not None:
+            self._handover_started += shift
+        if self._retry_at is not None:
+            self._retry_at += shift
 
     def _ready(self, *, allow_draining: bool = False) -> _Conn | None:
         """The welcomed active connection, if any; while a renewal is under way sending pauses (drain)."""

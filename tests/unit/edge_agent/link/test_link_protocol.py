@@ -159,6 +159,17 @@ def test_heartbeat_only_when_idle_and_well_inside_ten_minutes(outbox: Outbox) ->
     assert protocol.tick(T0 + 480) == []
 
 
+def test_a_clock_set_back_does_not_delay_the_heartbeat(outbox: Outbox) -> None:
+    protocol = link(outbox)
+    connected(protocol)
+    protocol.tick(T0 + 100)
+    back = T0 + 100 - 3600  # NTP stepped the clock back an hour
+    assert protocol.tick(back) == []
+    assert protocol.next_deadline() == back + 140  # still 240 s after the last message, not an hour later
+    [beat] = sent(protocol.tick(back + 140))
+    assert isinstance(beat, Heartbeat)
+
+
 def test_ami_state_changes_are_reported_at_once(outbox: Outbox) -> None:
     protocol = link(outbox)
     connected(protocol)
