@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import ipaddress
 import itertools
+import re
 import secrets
 import socket
 import threading
@@ -58,7 +59,13 @@ APP_ONLY = {
     "placement.bind",
 }
 # Which scope a method family needs (DOC api-reference/scopes/permissions.md).
-SCOPE_OF_PREFIX = {"telephony": "telephony", "crm": "crm", "user": "user", "placement": "placement"}
+SCOPE_OF_PREFIX = {
+    "telephony": "telephony",
+    "voximplant": "telephony",
+    "crm": "crm",
+    "user": "user",
+    "placement": "placement",
+}
 
 Fetch = Callable[[str], tuple[int, bytes]]
 """GET a URL: (HTTP status, body). The portal downloads RECORD_URL with it."""
@@ -965,6 +972,114 @@ def _search_crm(portal: Portal, ctx: Context, params: dict[str, Any]) -> Result:
             }
         )
     return Result(out)
+
+
+# == voximplant.statistic.get (DOC telephony/voximplant/voximplant-statistic-get.md) ============================
+def _stat_record(portal: Portal, call: Call) -> dict[str, Any]:
+    """One row of the call history: values are strings, as the docs' example shows."""
+    inst = portal.installations.get(call.client_id)
+
+    def text(value: Any) -> str | None:
+        return None if value is None else str(value)
+
+    return {
+        "ID": str(call.stat_id),
+        "PORTAL_USER_ID": text(call.finish_user_id),
+        "PORTAL_NUMBER": call.line_number,
+        "PHONE_NUMBER": call.phone_number,
+        "CALL_ID": call.call_id,
+        "EXTERNAL_CALL_ID": call.external_call_id,
+        "CALL_CATEGORY": "external",
+        "CALL_LOG": None,
+        "CALL_DURATION": str(call.duration),
+        "CALL_START_DATE": iso(call.start, portal.tz),
+        "CALL_RECORD_URL": None,
+        "CALL_VOTE": text(call.vote),
+        "COST": f"{call.cost:.4f}",
+        "COST_CURRENCY": call.cost_currency,
+        "CALL_FAILED_CODE": call.status_code,
+        "CALL_FAILED_REASON": call.failed_reason,
+        "CRM_ENTITY_TYPE": call.crm_entity_type,
+        "CRM_ENTITY_ID": text(call.crm_entity_id),
+        "CRM_ACTIVITY_ID": text(call.activity_id),
+        "REST_APP_ID": text(inst.app_id) if inst else None,
+        "REST_APP_NAME": inst.app_name if inst else None,
+        "TRANSCRIPT_ID": str(len(call.transcripts)) if call.transcripts else None,
+        "TRANSCRIPT_PENDING": "N",
+        "SESSION_ID": None,
+        "REDIAL_ATTEMPT": None,
+        "COMMENT": None,
+        "RECORD_DURATION": None,
+        "RECORD_FILE_ID": call.record.id if call.record else None,
+        "CALL_TYPE": str(call.type),
+    }
+
+
+def _compare(have: Any, op: str, wanted: Any, key: str) -> bool:
+    def norm(value: Any) -> Any:
+        if value is None:
+            return ""
+        if key == "CALL_START_DATE":
+            try:
+                return datetime.fromisoformat(str(value)).timestamp()
+            except ValueError:
+                return str(value)
+        text = str(value)
+        return int(text) if text.lstrip("-").isdigit() else text
+
+    if isinstance(wanted, list) and op in ("", "=", "!", "!="):
+        hit = any(norm(have) == norm(w) for w in wanted)
+        return not hit if op.startswith("!") else hit
+    a, b = norm(have), norm(wanted)
+    if op in ("%", "!%", "?"):
+        hit = str(b).lower() in str(a).lower()
+        return not hit if op == "!%" else hit
+    if type(a) is not type(b):
+        a, b = str(a), str(b)
+    result = {
+        "": a == b,
+        "=": a == b,
+        "!": a != b,
+        "!=": a != b,
+        ">=": a >= b,
+        ">": a > b,
+        "<=": a <= b,
+        "<": a < b,
+    }
+    return bool(result.get(op, False))
+
+
+@method("voximplant.statistic.get")
+def _statistic_get(portal: Portal, ctx: Context, params: dict[str, Any]) -> Result:
+    flt = params.get("FILTER", params.get("filter")) or {}
+    if not isinstance(flt, dict):
+        flt = {}
+    rows = [_stat_record(portal, c) for c in portal.calls.values() if c.finished]
+    for raw_key, wanted in flt.items():
+        match = re.match(r"^(!><|><|>=|<=|!=|!%|!|>|<|=|%|\?)?(.*)$", str(raw_key))
+        op, key = (match.group(1) or "", match.group(2).upper()) if match else ("", str(raw_key).upper())
+        if op in ("><", "!><") and isinstance(wanted, list) and len(wanted) == 2:
+            inside = [
+                r
+                for r in rows
+                if _compare(r.get(key), ">=", wanted[0], key) and _compare(r.get(key), "<=", wanted[1], key)
+            ]
+            rows = inside if op == "><" else [r for r in rows if r not in inside]
+        else:
+            rows = [r for r in rows if _compare(r.get(key), op, wanted, key)]
+    sort = str(params.get("SORT", params.get("sort")) or "")
+    if sort:
+        desc = str(params.get("ORDER", params.get("order")) or "ASC").upper() == "DESC"
+        rows.sort(key=lambda r: (r.get(sort.upper()) is None, _sortable(r.get(sort.upper()))), reverse=desc)
+    start = max(_int(params.get("start"), 0), 0)
+    page = rows[start : start + PAGE_SIZE]
+    more = start + PAGE_SIZE < len(rows)
+    return Result(page, total=len(rows), next=start + PAGE_SIZE if more else None)
+
+
+def _sortable(value: Any) -> tuple[int, Any]:
+    text = "" if value is None else str(value)
+    return (0, int(text)) if text.isdigit() else (1, text)
 
 
 # == users (DOC api-reference/user/user-get.md, user-current.md) ================================================

@@ -370,3 +370,33 @@ def test_companies_bind_calls_after_contacts(portal: Portal, ctx: Context) -> No
         "CONTACT": [contact.id],
         "COMPANY": [company.id],
     }
+
+
+def test_statistic_get_lists_finished_calls_for_reconciliation(portal: Portal, ctx: Context) -> None:
+    # DOC telephony/voximplant/voximplant-statistic-get.md (string values, FILTER operators, pages of 50)
+    ids = []
+    for n in range(55):
+        call_id = register(portal, ctx, EXTERNAL_CALL_ID=f"ast-{n}", CALL_START_DATE=f"2026-03-10T11:{n:02d}:00+03:00")[
+            "CALL_ID"
+        ]
+        call(portal, ctx, "telephony.externalCall.finish", CALL_ID=call_id, USER_ID=2 + n % 2, DURATION=n)
+        ids.append(call_id)
+    register(portal, ctx, EXTERNAL_CALL_ID="still-ringing")
+    page = portal.call(ctx, "voximplant.statistic.get", {"SORT": "ID", "ORDER": "ASC"})
+    assert page.total == 55 and page.next == 50 and len(page.value) == 50
+    first = page.value[0]
+    assert (first["CALL_ID"], first["EXTERNAL_CALL_ID"], first["CALL_DURATION"], first["CALL_FAILED_CODE"]) == (
+        ids[0],
+        "ast-0",
+        "0",
+        "304",
+    )
+    assert first["CALL_START_DATE"] == "2026-03-10T08:00:00+00:00" and first["CALL_TYPE"] == "2"
+    one = call(portal, ctx, "voximplant.statistic.get", FILTER={"EXTERNAL_CALL_ID": "ast-7"})
+    assert [r["CALL_ID"] for r in one] == [ids[7]] and one[0]["PORTAL_USER_ID"] == "3"
+    late = portal.call(ctx, "voximplant.statistic.get", {"FILTER": {">=CALL_START_DATE": "2026-03-10T11:50:00+03:00"}})
+    assert late.total == 5
+    answered_by_anna = portal.call(
+        ctx, "voximplant.statistic.get", {"FILTER": {"PORTAL_USER_ID": 2, ">CALL_DURATION": 0}}
+    )
+    assert answered_by_anna.total == 27
