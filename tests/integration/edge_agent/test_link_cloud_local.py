@@ -1,15 +1,18 @@
 """The agent against the real cloud on loopback (cloud-local: the Chalice app behind the local API Gateway,
-moto as DynamoDB), the fake AMI playing every recorded call: each call event stored once in the cloud."""
+moto as DynamoDB), the fake AMI playing every recorded call: each call event stored once in the cloud, and a
+click-to-call pushed twice rings once and its result is recorded."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cloud.agents import tokens
+from cloud.agents.commands import get_command, send_command
 from cloud.calls.store import list_events
 from cloud.runtime import Runtime
 from cloud.settings import Settings
@@ -20,6 +23,7 @@ from edge_agent.link.client import LinkOptions
 from edge_agent.trace import read_trace
 from sandbox.ami_server import FakeAmiServer, UserSpec
 from sandbox.cloud_local import CloudLocal, CloudLocalConfig
+from wire_protocol.messages import Command, OriginateCommand
 
 pytestmark = pytest.mark.integration
 
@@ -57,9 +61,21 @@ async def test_every_recorded_call_reaches_the_cloud_once(tmp_path: Path) -> Non
             await until(lambda: agent.connector is not None and agent.connector.connected.is_set())
             await ami.play(messages)
             await until(lambda: agent.link is not None and agent.link.protocol.acked_seq >= len(expected))
+            click = Command(command_id="click-1", command=OriginateCommand(extension="101", number="79001234567"))
+            for _ in range(2):  # pushed twice: the phone rings once
+                await asyncio.to_thread(send_command, runtime, "acme", agent_id, click)
+            done: list[dict[str, Any]] = []
+
+            def finished() -> bool:
+                done[:] = [get_command(runtime, "acme", "click-1") or {}]
+                return done[0].get("status") == "done"
+
+            await until(finished)
         finally:
             agent.stop()
             await asyncio.wait_for(task, 10)
         stored = await asyncio.to_thread(lambda: list(list_events(runtime, "acme", agent_id)))
     assert sorted(e["agent_seq"] for e in stored) == list(range(1, len(expected) + 1))
     assert sorted(e["event_id"] for e in stored) == sorted(expected)
+    assert (done[0]["ok"], done[0]["code"]) == (True, "answered")
+    assert len([a for a in ami.actions if a.get("Action") == "Originate"]) == 1
