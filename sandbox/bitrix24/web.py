@@ -144,6 +144,21 @@ def _portal_page(em: Emulator, portal: Portal) -> str:
             ]
         )
 
+    options = "".join(
+        f"<option value='{u.id}'>{escape(u.full_name)}</option>"
+        for u in sorted(portal.users.values(), key=lambda u: u.id)
+    )
+
+    def phone_click(e: Any, phone: str) -> str:
+        """A phone number in a CRM card: clicking it as the chosen user starts a click-to-call for that entity."""
+        return (
+            f"<form method='post' action='/_emulator/portals/{d}/click'>"
+            f"<input type='hidden' name='phone' value='{escape(phone)}'>"
+            f"<input type='hidden' name='crm_entity_type' value='{escape(e.type)}'>"
+            f"<input type='hidden' name='crm_entity_id' value='{e.id}'>"
+            f"{escape(phone)} <select name='user_id'>{options}</select> <button>Call</button></form>"
+        )
+
     def crm_rows(table: dict[int, Any]) -> list[list[str]]:
         rows = []
         for e in table.values():
@@ -152,7 +167,7 @@ def _portal_page(em: Emulator, portal: Portal) -> str:
                 [
                     str(e.id),
                     escape(e.title),
-                    escape(", ".join(e.phones)),
+                    "<br>".join(phone_click(e, phone) for phone in e.phones),
                     escape(str(e.fields.get("SOURCE_ID", ""))),
                     escape(owner.full_name if owner else str(e.assigned)),
                     _t(e.created_at),

@@ -71,3 +71,21 @@ def test_the_click_to_call_form_triggers_onexternalcallstart(server: EmulatorSer
         assert answer.status == 200
         [post] = app.wait(1)
         assert post.form["data"]["USER_ID"] == "3" and post.form["data"]["PHONE_NUMBER"] == "+15551234"
+
+
+def test_clicking_a_number_in_a_crm_card_sends_the_entity(server: EmulatorServer) -> None:
+    # DOC telephony/events/on-external-call-start.md: CRM_ENTITY_TYPE / CRM_ENTITY_ID of the card clicked
+    portal = server.emulator.portals[DOMAIN]
+    contact = portal.add_contact({"NAME": "John", "PHONE": [{"VALUE": "+79031112233"}]})
+    tokens = server.emulator.install(DOMAIN, "local.app")[1]
+    with EventReceiver() as app:
+        post_json(
+            tokens["client_endpoint"] + "event.bind",
+            {"auth": tokens["access_token"], "event": "ONEXTERNALCALLSTART", "handler": f"{app.url}/c2c"},
+        )
+        contacts = http(f"{server.url}/portal/{DOMAIN}").body.decode().split("<h2>Contacts</h2>", 1)[1]
+        assert "name='crm_entity_type' value='CONTACT'" in contacts.split("<h2>", 1)[0]
+        form = {"phone": "+79031112233", "crm_entity_type": "CONTACT", "crm_entity_id": str(contact.id), "user_id": "2"}
+        assert post_form(f"{server.url}/_emulator/portals/{DOMAIN}/click", form).status == 200
+        data = app.wait(1)[0].form["data"]
+        assert (data["CRM_ENTITY_TYPE"], data["CRM_ENTITY_ID"], data["USER_ID"]) == ("CONTACT", str(contact.id), "2")
