@@ -352,7 +352,13 @@ class Emulator:
                 "CRM_ENTITY_ID": str(result.get("CRM_ENTITY_ID") or ""),
             }
             tokens = self.issue(domain, inst.client_id, user_id)
-            portal.emit("ONEXTERNALCALLSTART", data, self._auth_block(portal, inst, tokens), inst.client_id)
+            portal.emit(
+                "ONEXTERNALCALLSTART",
+                data,
+                self._auth_block(portal, inst, tokens),
+                inst.client_id,
+                tokens_for=lambda client_id, uid: self.issue(domain, client_id, uid),
+            )
         self.wakeup.set()
         return call.call_id
 
@@ -374,7 +380,13 @@ class Emulator:
                 "LINE_NUMBER": line or next(iter(inst.lines), ""),
             }
             tokens = self.issue(domain, inst.client_id, 1)
-            portal.emit("ONEXTERNALCALLBACKSTART", data, self._auth_block(portal, inst, tokens), inst.client_id)
+            portal.emit(
+                "ONEXTERNALCALLBACKSTART",
+                data,
+                self._auth_block(portal, inst, tokens),
+                inst.client_id,
+                tokens_for=lambda client_id, uid: self.issue(domain, client_id, uid),
+            )
         self.wakeup.set()
         return True
 

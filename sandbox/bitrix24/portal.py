@@ -504,11 +504,19 @@ class Portal:
         found += [lead for lead in self.leads.values() if any(same_phone(phone, p) for p in lead.phones)]
         return found
 
-    def emit(self, event: str, data: dict[str, Any], auth: dict[str, Any], client_id: str | None = None) -> None:
+    def emit(
+        self,
+        event: str,
+        data: dict[str, Any],
+        auth: dict[str, Any],
+        client_id: str | None = None,
+        tokens_for: Callable[[str, int], dict[str, Any]] | None = None,
+    ) -> None:
         """Queue ``event`` for every handler bound to it (by the installed app ``client_id`` if given).
 
         Events are not sent to apps whose install is not finished
-        (DOC settings/app-installation/installation-finish.md).
+        (DOC settings/app-installation/installation-finish.md). A binding with ``auth_type`` gets that user's
+        tokens instead of the acting user's (DOC events/event-bind.md), when ``tokens_for`` can mint them.
         """
         for binding in self.bindings:
             if binding.event != event or (client_id is not None and binding.client_id != client_id):
@@ -516,7 +524,11 @@ class Portal:
             inst = self.installations.get(binding.client_id)
             if inst is None or not inst.installed:
                 continue
-            self.push(binding.handler, event, data, {**auth, "application_token": inst.application_token}, binding.id)
+            bound_auth = {**auth, "application_token": inst.application_token}
+            if binding.auth_type and tokens_for is not None and "access_token" in auth:
+                tokens = tokens_for(binding.client_id, binding.auth_type)
+                bound_auth["access_token"] = tokens["access_token"]
+            self.push(binding.handler, event, data, bound_auth, binding.id)
 
     def push(self, url: str, event: str, data: dict[str, Any], auth: dict[str, Any], handler_id: int | None) -> None:
         payload: dict[str, Any] = {"event": event}

@@ -217,3 +217,16 @@ def test_two_concurrent_refreshes_of_one_token_have_one_winner(em: Emulator, tok
     winners = [body for status, body in answers if status == 200]
     assert len(winners) == 1 and "access_token" in winners[0]
     assert sorted(status for status, _ in answers) == [200] + [400] * 7
+
+
+def test_a_binding_with_auth_type_gets_that_users_token(em: Emulator, tokens: dict[str, Any]) -> None:
+    # DOC events/event-bind.md: auth_type = the user whose authorization the handler gets
+    auth = tokens["access_token"]
+    em.rest(
+        None, "event.bind", {"auth": auth, "event": "ONEXTERNALCALLSTART", "handler": "https://h/a", "auth_type": 1}
+    )
+    em.rest(None, "event.bind", {"auth": auth, "event": "ONEXTERNALCALLSTART", "handler": "https://h/b"})
+    em.portals[DOMAIN].take_outbox()
+    em.click_to_call(DOMAIN, 2, "+79261234567")
+    by_url = {ev.url: ev.payload["auth"]["access_token"] for ev in em.portals[DOMAIN].take_outbox()}
+    assert em.access[by_url["https://h/a"]].user_id == 1 and em.access[by_url["https://h/b"]].user_id == 2
