@@ -165,6 +165,7 @@ class LinkClient:
     def stop(self) -> None:
         self._stopping.set()
         self._links_changed.set()
+        self._timers_changed.set()
 
     def events_stored(self) -> None:
         """Call after events went into the outbox."""
@@ -252,8 +253,11 @@ class LinkClient:
     # -- timing ---------------------------------------------------------------------------------------
 
     async def _timer(self) -> None:
-        """Tick the protocol at its next deadline (re-read whenever an input may have moved it)."""
-        while True:
+        """Tick the protocol at its next deadline (re-read whenever an input may have moved it).
+
+        The loop also ends on ``_stopping``: Python 3.11's ``wait_for`` can swallow a cancellation that
+        races with the event it waits for, and a timer that ignored its cancel would hang the shutdown."""
+        while not self._stopping.is_set():
             deadline = self.protocol.next_deadline()
             self._timers_changed.clear()
             timeout = None if deadline is None else max(0.0, deadline - self._clock())

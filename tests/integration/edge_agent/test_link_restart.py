@@ -114,3 +114,27 @@ async def test_killed_with_a_full_outbox_and_restarted(tmp_path: Path, ami: Fake
     assert "stopping" in second
     for text in (first, second):
         assert TOKEN not in text and SECRET not in text
+
+
+async def test_a_refused_ami_login_stops_the_agent_with_exit_code_3(tmp_path: Path, ami: FakeAmiServer) -> None:
+    async with FakeCloud({TOKEN: "agent-1"}) as cloud:
+        env = {
+            **os.environ,
+            "EDGE_AMI_PORT": str(ami.port),
+            "EDGE_AMI_USER": "edge",
+            "EDGE_AMI_SECRET": "wrong-secret",
+            "EDGE_CLOUD_URL": cloud.url,
+            "EDGE_TOKEN": TOKEN,
+            "EDGE_DATA_DIR": str(tmp_path / "data"),
+        }
+        log = tmp_path / "agent.log"
+        agent = start_agent(env, log)
+        try:
+            # the link may be welcomed before AMI refuses: the shutdown must not hang on it (it once did, 1 in 15)
+            await eventually(lambda: agent.poll() is not None, 10)
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                agent.wait(5)
+    assert agent.returncode == 3
+    assert "refused the AMI login" in log.read_text()
