@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -82,6 +82,16 @@ class Faults:
         return asdict(self)
 
 
+def international(phone: str) -> str:
+    """``PHONE_NUMBER_INTERNATIONAL`` of ONEXTERNALCALLSTART: ``+`` and digits; a Russian trunk-prefixed
+    ``8XXXXXXXXXX`` becomes ``+7XXXXXXXXXX``. [INFER: Bitrix24 normalizes by the portal's country; the docs'
+    example only shows an already international number.]"""
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    if not phone.strip().startswith("+") and len(digits) == 11 and digits.startswith("8"):
+        digits = "7" + digits[1:]
+    return f"+{digits}" if digits else phone
+
+
 _RESULT_REF = re.compile(r"\$result\[([^\]]+)\]((?:\[[^\]]*\])*)")
 
 
@@ -125,7 +135,15 @@ class Emulator:
         self.wakeup = threading.Event()  # set when an event is queued, so the deliverer runs
 
     # -- setup ------------------------------------------------------------------------------------------------
-    def add_portal(self, domain: str, *, member_id: str | None = None, burst: float = 50, rate: float = 2.0) -> Portal:
+    def add_portal(
+        self,
+        domain: str,
+        *,
+        member_id: str | None = None,
+        burst: float = 50,
+        rate: float = 2.0,
+        tz: timezone = UTC,
+    ) -> Portal:
         """A portal; with a ``base_url`` its REST endpoint is ``{base_url}/{domain}/rest/`` so tenants can share
         one listening socket (a real portal is ``https://{domain}/rest/``)."""
         endpoint = f"{self.base_url}/{domain}/rest/" if self.base_url else None
@@ -138,6 +156,7 @@ class Emulator:
             allow_private_record_urls=self.allow_private_record_urls,
             burst=burst,
             drain_per_second=rate,
+            tz=tz,
         )
         with self.lock:
             self.portals[domain] = portal
@@ -341,7 +360,7 @@ class Emulator:
             call, result = portal.register(inst.client_id, params, click_to_call=True)
             data = {
                 "PHONE_NUMBER": phone,
-                "PHONE_NUMBER_INTERNATIONAL": phone,
+                "PHONE_NUMBER_INTERNATIONAL": international(phone),
                 "EXTENSION": "",
                 "USER_ID": str(user_id),
                 "CALL_LIST_ID": "0",

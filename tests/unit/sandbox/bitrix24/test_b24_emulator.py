@@ -159,6 +159,7 @@ def test_click_to_call_registers_and_sends_the_call_id(em: Emulator, tokens: dic
     [event] = em.portals[DOMAIN].take_outbox()
     data = event.payload["data"]
     assert data["CALL_ID"] == call_id and data["USER_ID"] == "2" and data["LINE_NUMBER"] == "74951234567"
+    assert data["PHONE_NUMBER_INTERNATIONAL"] == "+79261234567"
     assert event.payload["event_handler_id"] and event.payload["auth"]["access_token"]
     call = em.portals[DOMAIN].calls[call_id or ""]
     assert call.type == 1 and call.external_call_id is None and call.click_to_call
@@ -230,3 +231,32 @@ def test_a_binding_with_auth_type_gets_that_users_token(em: Emulator, tokens: di
     em.click_to_call(DOMAIN, 2, "+79261234567")
     by_url = {ev.url: ev.payload["auth"]["access_token"] for ev in em.portals[DOMAIN].take_outbox()}
     assert em.access[by_url["https://h/a"]].user_id == 1 and em.access[by_url["https://h/b"]].user_id == 2
+
+
+def test_a_number_as_written_in_the_crm_is_sent_with_its_international_form(
+    em: Emulator, tokens: dict[str, Any]
+) -> None:
+    # DOC telephony/events/on-external-call-start.md: PHONE_NUMBER and PHONE_NUMBER_INTERNATIONAL
+    em.rest(
+        None, "event.bind", {"auth": tokens["access_token"], "event": "ONEXTERNALCALLSTART", "handler": "https://h"}
+    )
+    em.portals[DOMAIN].take_outbox()
+    em.click_to_call(DOMAIN, 2, "8 (926) 123-45-67")
+    [event] = em.portals[DOMAIN].take_outbox()
+    data = event.payload["data"]
+    assert (data["PHONE_NUMBER"], data["PHONE_NUMBER_INTERNATIONAL"]) == ("8 (926) 123-45-67", "+79261234567")
+
+
+def test_statistics_show_the_portal_time_zone(em: Emulator, tokens: dict[str, Any]) -> None:
+    from datetime import timedelta, timezone
+
+    em.add_portal("msk.bitrix24.ru", tz=timezone(timedelta(hours=3)))
+    em.add_app(App("local.msk", "s"))
+    auth = em.install("msk.bitrix24.ru", "local.msk")[1]["access_token"]
+    reg = em.rest(
+        None, "telephony.externalCall.register", {"auth": auth, "USER_ID": 1, "PHONE_NUMBER": "+1", "TYPE": 2}
+    )
+    call_id = reg[1]["result"]["CALL_ID"]
+    em.rest(None, "telephony.externalCall.finish", {"auth": auth, "CALL_ID": call_id, "USER_ID": 1})
+    [row] = em.rest(None, "voximplant.statistic.get", {"auth": auth})[1]["result"]
+    assert row["CALL_START_DATE"].endswith("+03:00")
