@@ -250,16 +250,12 @@ class LinkProtocol:
                 effects.append(self._close(conn, f"no welcome within {timings.welcome_timeout:g} s"))
                 if conn is self._candidate:
                     self._end_handover(now)
-        candidate = self._candidate
-        if (
-            candidate is not None
-            and not candidate.closing
-            and self._handover_started is not None
-            and now - self._handover_started >= timings.handover_timeout
-        ):
+        if self._handover_started is not None and now - self._handover_started >= timings.handover_timeout:
             log.warning("link: the renewal connection was not welcomed in time; keeping the current one")
-            effects.append(self._close(candidate, "renewal timed out"))
-            self._end_handover(now)
+            candidate = self._candidate
+            if candidate is not None and not candidate.closing:
+                effects.append(self._close(candidate, "renewal timed out"))
+            self._end_handover(now)  # sending resumes on the current connection
         active = self._ready(allow_draining=True)
         if active is not None:
             if self._candidate is None and self._handover_started is None and now >= active.retire_at:
@@ -286,7 +282,7 @@ class LinkProtocol:
         for conn in self._conns.values():
             if not conn.welcomed and not conn.closing:
                 times.append(conn.opened_at + timings.welcome_timeout)
-        if self._handover_started is not None and self._candidate is not None:
+        if self._handover_started is not None:
             times.append(self._handover_started + timings.handover_timeout)
         active = self._ready(allow_draining=True)
         if active is not None:

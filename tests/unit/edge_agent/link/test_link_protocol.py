@@ -208,6 +208,17 @@ def test_a_renewal_that_is_not_welcomed_is_abandoned_and_retried(outbox: Outbox)
     assert OpenCandidate() in protocol.tick(retire + 31 + 60)
 
 
+def test_a_renewal_that_never_opens_does_not_pause_sending_forever(outbox: Outbox) -> None:
+    protocol = link(outbox, heartbeat_idle=10_000)
+    connected(protocol)
+    retire = T0 + 105 * 60
+    assert protocol.tick(retire) == [OpenCandidate()]  # and the driver never reports back
+    outbox.append([ringing("a")])
+    assert protocol.events_stored(retire + 1) == []
+    assert protocol.next_deadline() == retire + 60
+    assert seqs(protocol.tick(retire + 60)) == [1]
+
+
 def test_a_cut_connection_resends_what_was_not_acked(outbox: Outbox) -> None:
     outbox.append([ringing("a", n) for n in range(1, 5)])
     protocol = link(outbox)
