@@ -158,6 +158,7 @@ class Emulator:
             drain_per_second=rate,
             tz=tz,
         )
+        portal.server_endpoint = self.oauth_server_endpoint
         with self.lock:
             self.portals[domain] = portal
         return portal

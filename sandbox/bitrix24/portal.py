@@ -29,6 +29,7 @@ from sandbox.bitrix24.errors import RestError, core_error
 PAGE_SIZE = 50  # DOC api-reference/user/user-get.md, list-methods-pecularities.md
 DEDUPE_WINDOW = 30 * 60  # DOC telephony/telephony-external-call-register.md: "within 30 minutes"
 CALL_TYPES = {1, 2, 3, 4, 5}  # DOC telephony/codes-and-types.md (5 = informational, newer docs)
+# DOC telephony-external-call-finish.md; anything else is accepted and reported by Portal.audit().
 STATUS_CODES = {"200", "304", "603", "603-S", "403", "404", "486", "484", "503", "480", "402", "423", "OTHER"}
 KNOWN_EVENTS = {
     "ONAPPINSTALL",
@@ -399,6 +400,7 @@ class Portal:
         self.clock = clock
         self.member_id = member_id or hashlib.md5(domain.encode()).hexdigest()
         self.client_endpoint = client_endpoint or f"https://{domain}/rest/"
+        self.server_endpoint = "https://oauth.bitrix.info/rest/"
         self.fetch = fetch
         # A real portal refuses RECORD_URLs on non-public addresses; loopback tests switch this on.
         self.allow_private_record_urls = allow_private_record_urls
@@ -558,7 +560,8 @@ class Portal:
         * ``duplicate_external_ids``: an ``EXTERNAL_CALL_ID`` registered under more than one CALL_ID;
         * ``reregistered``: CALL_IDs the dedupe returned more than once (a register was repeated);
         * ``duplicate_leads``: phone digits → lead ids, when one number has several leads;
-        * ``unrecorded``: finished answered calls without a recording.
+        * ``unrecorded``: finished answered calls without a recording;
+        * ``undocumented_status``: calls finished with a ``STATUS_CODE`` outside the documented list.
         """
         with self.lock:
             by_external: dict[str, list[str]] = {}
@@ -583,6 +586,11 @@ class Portal:
                 "unrecorded": [
                     c.call_id for c in self.calls.values() if c.finished and c.status_code == "200" and c.record is None
                 ],
+                "undocumented_status": {
+                    c.call_id: c.status_code
+                    for c in self.calls.values()
+                    if c.finished and c.status_code not in STATUS_CODES
+                },
             }
 
     # -- telephony core, shared by REST and click-to-call ------------------------------------------------------
@@ -1175,16 +1183,17 @@ def _crm_add(portal: Portal, ctx: Context, params: dict[str, Any], kind: str) ->
     fields = _fields(params)
     entity = portal._add_entity(kind, fields, ctx.user_id)
     event = f"ONCRM{kind}ADD"
-    portal.emit(event, {"FIELDS": {"ID": str(entity.id)}}, _event_auth(portal, ctx.client_id, ctx.user_id))
+    portal.emit(event, {"FIELDS": {"ID": str(entity.id)}}, _event_auth(portal))
     return Result(entity.id)
 
 
-def _event_auth(portal: Portal, client_id: str, user_id: int) -> dict[str, Any]:
-    """The no-token ``auth`` block (tokens are added by the emulator when it has them)."""
+def _event_auth(portal: Portal) -> dict[str, Any]:
+    """The ``auth`` block of a CRM event: no tokens (the acting user's tokens are only added where the emulator
+    mints them; DOC events/index.md says to always check for ``access_token``)."""
     return {
         "domain": portal.domain,
         "client_endpoint": portal.client_endpoint,
-        "server_endpoint": "",
+        "server_endpoint": portal.server_endpoint,
         "member_id": portal.member_id,
     }
 

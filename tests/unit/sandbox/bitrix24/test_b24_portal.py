@@ -323,6 +323,7 @@ def test_audit_reports_what_a_customer_would_call_a_crm_bug(portal: Portal, ctx:
         "reregistered": {},
         "duplicate_leads": {},
         "unrecorded": [],
+        "undocumented_status": {},
     }
     done = register(portal, ctx, EXTERNAL_CALL_ID="ast-1", CRM_CREATE=1)["CALL_ID"]
     assert register(portal, ctx, EXTERNAL_CALL_ID="ast-1")["CALL_ID"] == done  # a retried register
@@ -334,6 +335,9 @@ def test_audit_reports_what_a_customer_would_call_a_crm_bug(portal: Portal, ctx:
     assert audit["duplicate_external_ids"] == {"ast-1": [done, again]}
     assert audit["reregistered"] == {done: 2} and audit["unrecorded"] == [done]
     assert list(audit["duplicate_leads"].values()) == [[1, 2]]
+    odd = register(portal, ctx, EXTERNAL_CALL_ID="ast-2")["CALL_ID"]
+    call(portal, ctx, "telephony.externalCall.finish", CALL_ID=odd, USER_ID=2, STATUS_CODE="505")  # asterlink's sic
+    assert portal.audit()["undocumented_status"] == {odd: "505"}
 
 
 def test_finish_with_an_unreachable_record_url_still_finishes(portal: Portal, ctx: Context) -> None:
