@@ -134,6 +134,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._route(self._body())
 
     def _route(self, body: bytes) -> None:
+        try:
+            self._dispatch(body)
+        except (ConnectionError, TimeoutError):
+            raise
+        except Exception:
+            # An emulator bug must look like what a portal sends when it breaks, not like a dropped connection.
+            log.exception("emulator error on %s %s", self.command, self.path)
+            self._json(500, {"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server error"})
+
+    def _dispatch(self, body: bytes) -> None:
         path = urlsplit(self.path).path
         parts = [unquote(p) for p in path.split("/") if p]
         em = self.emulator

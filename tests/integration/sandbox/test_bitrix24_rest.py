@@ -12,6 +12,7 @@ from urllib.parse import quote, urlencode
 import pytest
 
 from sandbox.bitrix24 import App, Emulator, EmulatorServer, ManualClock, User
+from sandbox.bitrix24.portal import METHODS
 from sandbox.bitrix24.testing import http, post_form, post_json
 
 pytestmark = pytest.mark.integration
@@ -192,3 +193,14 @@ def test_keep_alive_requests_are_fast(server: EmulatorServer, tokens: dict[str, 
     elapsed = time.perf_counter() - started
     conn.close()
     assert elapsed < 0.4, f"20 keep-alive requests took {elapsed:.3f} s"
+
+
+def test_an_emulator_bug_answers_like_a_broken_portal(
+    server: EmulatorServer, tokens: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*_: object) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setitem(METHODS, "user.current", boom)
+    answer = http(f"{tokens['client_endpoint']}user.current?auth={tokens['access_token']}")
+    assert (answer.status, answer.json()["error"]) == (500, "INTERNAL_SERVER_ERROR")
