@@ -141,7 +141,9 @@ class LinkClient:
                 if delay and await self._sleep(delay):
                     break
                 try:
-                    connection = await open_connection(self.url, self._token, self.options)
+                    connection = await self._open_unless_stopped()
+                    if connection is None:
+                        break
                 except TokenRefusedError as exc:
                     self.token_refusals += 1
                     self._refused = True
@@ -161,6 +163,22 @@ class LinkClient:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(timer, *self._tasks, return_exceptions=True)
+
+    async def _open_unless_stopped(self) -> ClientConnection | None:
+        """Connect, but give up at once on :meth:`stop` (a blackholed cloud would hold a shutdown for the
+        whole open timeout)."""
+        opening = asyncio.ensure_future(open_connection(self.url, self._token, self.options))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({opening, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if opening.done():
+            return opening.result()
+        opening.cancel()
+        with contextlib.suppress(asyncio.CancelledError, LinkError):
+            await opening
+        return None
 
     def stop(self) -> None:
         self._stopping.set()

@@ -17,11 +17,13 @@ from edge_agent.agent import Agent
 from edge_agent.ami.framing import AmiMessage
 from edge_agent.calls.interpreter import CallInterpreter
 from edge_agent.config import load_config
-from edge_agent.link.client import LinkOptions
-from edge_agent.link.protocol import LinkTimings
+from edge_agent.link.client import LinkClient, LinkOptions
+from edge_agent.link.protocol import LinkProtocol, LinkTimings
+from edge_agent.outbox import Outbox
 from edge_agent.trace import read_trace
 from sandbox.ami_server import FakeAmiServer, UserSpec
 from sandbox.fake_cloud import FakeCloud
+from wire_protocol.messages import Command, Hello
 
 pytestmark = pytest.mark.integration
 
@@ -190,3 +192,27 @@ async def test_renewal_before_the_cap_leaves_no_gap(tmp_path: Path, ami: FakeAmi
         assert cloud.gaps == 0  # at every moment the agent had a connection
     assert cloud.heartbeats
     cloud.exactly_once(expected)
+
+
+async def test_stopping_while_the_cloud_does_not_answer_the_upgrade_is_immediate(tmp_path: Path) -> None:
+    accepted: list[asyncio.StreamWriter] = []
+    silent = await asyncio.start_server(lambda _r, writer: accepted.append(writer), "127.0.0.1", 0)  # never answers
+    port = silent.sockets[0].getsockname()[1]
+    outbox = Outbox(tmp_path / "outbox.db")
+
+    async def nothing(command: Command) -> None:
+        pass
+
+    client = LinkClient(
+        f"ws://127.0.0.1:{port}/", "t", LinkProtocol(outbox, Hello(agent_version="0")), on_command=nothing
+    )
+    task = asyncio.create_task(client.run())
+    await asyncio.sleep(0.3)  # inside the 15 s open timeout
+    client.stop()
+    await asyncio.wait_for(task, 1.0)
+    assert accepted  # it did get as far as the upgrade
+    for writer in accepted:
+        writer.close()
+    silent.close()
+    await silent.wait_closed()
+    outbox.close()
