@@ -9,9 +9,12 @@ next start; nothing is flushed or lost on the way out because nothing lives only
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 from edge_agent import __version__
 from edge_agent.ami.connector import AmiConnector
@@ -90,11 +93,12 @@ class Agent:
     async def run(self) -> None:
         config = self.config
         assert config.cloud is not None and config.data_dir is not None
-        outbox = Outbox(outbox_path(config.data_dir), max_events=config.outbox_max_events, clock=self._clock)
-        try:
-            await self._run(outbox)
-        finally:
-            outbox.close()
+        with _exclusive(Path(config.data_dir)):
+            outbox = Outbox(outbox_path(config.data_dir), max_events=config.outbox_max_events, clock=self._clock)
+            try:
+                await self._run(outbox)
+            finally:
+                outbox.close()
 
     async def _run(self, outbox: Outbox) -> None:
         config = self.config
@@ -156,3 +160,24 @@ class Agent:
                 protocol.hello = protocol.hello.model_copy(update={"ami_version": version})
             link.apply(protocol.set_ami_connected(up, self._clock()))
             await asyncio.sleep(1.0)
+
+
+@contextlib.contextmanager
+def _exclusive(data_dir: Path) -> Iterator[None]:
+    """One agent per data directory: two would send the same events and could run a command twice. The
+    lock is the kernel's (``flock``), so a killed agent never leaves it behind."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        stream = open(data_dir / "agent.lock", "a")  # noqa: SIM115
+    except OSError as exc:
+        raise OutboxError(f"cannot use the data directory {data_dir}: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"another edge-agent is already running with data_dir {data_dir} (EDGE_DATA_DIR); stop it first"
+            ) from None
+        yield
+    finally:
+        stream.close()

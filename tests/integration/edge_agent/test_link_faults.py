@@ -17,6 +17,7 @@ from edge_agent.agent import Agent
 from edge_agent.ami.framing import AmiMessage
 from edge_agent.calls.interpreter import CallInterpreter
 from edge_agent.config import load_config
+from edge_agent.errors import ConfigError
 from edge_agent.link.client import LinkClient, LinkOptions
 from edge_agent.link.protocol import LinkProtocol, LinkTimings
 from edge_agent.outbox import Outbox
@@ -216,3 +217,12 @@ async def test_stopping_while_the_cloud_does_not_answer_the_upgrade_is_immediate
     silent.close()
     await silent.wait_closed()
     outbox.close()
+
+
+async def test_a_second_agent_on_the_same_data_dir_refuses_to_start(
+    tmp_path: Path, ami: FakeAmiServer, cloud: FakeCloud
+) -> None:
+    async with agent_running(tmp_path, ami, cloud) as first:
+        second = Agent(first.config)
+        with pytest.raises(ConfigError, match="another edge-agent is already running"):
+            await second.run()
