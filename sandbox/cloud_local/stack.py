@@ -26,6 +26,7 @@ from chalice.app import Chalice
 from moto.server import ThreadedMotoServer
 
 from sandbox.apigw_local import ApiContext, GatewaySettings, LocalApiGateway
+from sandbox.cloud_local import moto_transactions
 from sandbox.cloud_local.rest import LocalRestServer
 
 __all__ = [
@@ -286,6 +287,8 @@ class CloudLocal:
                 raise ValueError("aws='dynamodb-endpoint' needs dynamodb_endpoint")
             self._dynamodb_url = config.dynamodb_endpoint.rstrip("/")
         else:
+            moto_transactions.install()  # transactions that cost the items they touch, as in DynamoDB
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
             self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=config.moto_port, verbose=False)
             self._moto.start()
             host, port = self._moto.get_host_and_port()
