@@ -89,6 +89,10 @@ class LinkTimings:
     handover_timeout: float = 60.0  # a renewal not welcomed by then is abandoned (and retried)
     handover_retry: float = 60.0
     window_events: int = 2000  # unacknowledged events in flight on one connection
+    #: Unacknowledged batches in flight. Events stored while that many wait for their ack go out together in
+    #: the next batch (Nagle's idea): no delay when the link is idle, far fewer messages under load, and each
+    #: message costs the cloud a Lambda invocation and its reads.
+    window_batches: int = 2
     result_resend_window: float = 3600.0  # unconfirmed command results this recent are resent on reconnect
 
 
@@ -158,6 +162,7 @@ class LinkProtocol:
         self._acked = 0  # highest seq the cloud acknowledged (and the outbox forgot)
         self._sent = 0  # highest seq sent on the active connection since its welcome
         self._sent_high = 0  # highest seq sent on any connection by this process
+        self._batch_tops: list[int] = []  # last seq of each batch in flight, ascending
         self._last_progress = 0.0
         self._retry_at: float | None = None
         self._running: set[str] = set()
@@ -441,12 +446,16 @@ class LinkProtocol:
                 self._reject_oversized(events)
                 continue
             for batch in batches:
+                self._batch_tops = [top for top in self._batch_tops if top > self._acked]
+                if len(self._batch_tops) >= self.timings.window_batches:
+                    return effects  # the rest waits for an ack, and then goes out as one batch
                 if not self._in_flight:
                     self._last_progress = now
                 effects.append(self._send(conn, batch, now))
                 last = batch.events[-1].seq
                 self._sent = last
                 self._sent_high = max(self._sent_high, last)
+                self._batch_tops.append(last)
                 room -= len(batch.events)
         return effects
 
@@ -518,6 +527,7 @@ class LinkProtocol:
 
     def _rewind(self, now: float) -> None:
         self._sent = self._acked
+        self._batch_tops.clear()
         self._last_progress = now
 
     def _end_handover(self, now: float) -> None:

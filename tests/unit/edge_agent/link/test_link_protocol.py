@@ -139,10 +139,28 @@ def test_many_events_are_batched_under_the_frame_limit(outbox: Outbox) -> None:
     outbox.append([ringing(f"call-{n:04d}-" + "x" * 100, 1) for n in range(600)])
     protocol = link(outbox)
     effects = connected(protocol)
-    batches = [m for m in sent(effects) if isinstance(m, CallEventsBatch)]
-    assert len(batches) > 1
+    assert len([m for m in sent(effects) if isinstance(m, CallEventsBatch)]) == 2  # window_batches
+    delivered = seqs(effects)
+    for step in range(1, 20):
+        if len(delivered) == 600:
+            break
+        more = protocol.received(1, ack(delivered[-1]), T0 + step)  # each ack lets the next batch go
+        effects += more
+        delivered += seqs(more)
+    assert delivered == list(range(1, 601))
     assert all(len(e.text.encode()) <= 32_000 for e in effects if isinstance(e, Send))
-    assert seqs(effects) == list(range(1, 601))
+
+
+def test_events_stored_while_a_batch_waits_go_out_together_after_its_ack(outbox: Outbox) -> None:
+    protocol = link(outbox, window_batches=1)
+    connected(protocol)
+    outbox.append([ringing("a", 1)])
+    assert seqs(protocol.events_stored(T0 + 1)) == [1]  # an idle link sends at once
+    for n in range(2, 7):
+        outbox.append([ringing("a", n)])
+        assert protocol.events_stored(T0 + 1) == []  # one batch in flight: the rest waits
+    after_ack = sent(protocol.received(1, ack(1), T0 + 2))
+    assert [[e.seq for e in m.events] for m in after_ack if isinstance(m, CallEventsBatch)] == [[2, 3, 4, 5, 6]]
 
 
 def test_heartbeat_only_when_idle_and_well_inside_ten_minutes(outbox: Outbox) -> None:
