@@ -131,7 +131,7 @@ async def _check_cloud(config: AgentConfig, timeout: float, clock: Callable[[], 
     options = LinkOptions(open_timeout=timeout)
     asked = clock()
     try:
-        connection = await open_connection(url, config.cloud.token.get_secret_value(), options)
+        connection = await open_connection(url, config.cloud.token.get_secret_value(), options, probe=True)
     except TokenRefusedError as exc:
         return [Check("cloud reachable", "ok", url), Check("token", "fail", str(exc))]
     except LinkError as exc:

@@ -88,6 +88,7 @@ class FakeCloud:
         self.errors: list[ErrorMessage] = []
         self.batches = 0
         self.upgrades = 0
+        self.probe_upgrades = 0  # upgrades marked as a check (edge-agent doctor)
         self.refused_upgrades = 0
         self.connections_opened = 0
         self.gaps = 0  # times an agent had no connection left after one closed
@@ -180,6 +181,8 @@ class FakeCloud:
 
     def _authenticate(self, connection: ServerConnection, request: Request) -> Response | None:
         self.upgrades += 1
+        if request.headers.get("X-Pbxlink-Probe") == "1":
+            self.probe_upgrades += 1
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
         if token not in self.tokens or token in self.revoked:

@@ -55,14 +55,29 @@ def _conn_pk(connection_id: str) -> str:
     return f"conn#{connection_id}"
 
 
-def record(rt: Runtime, tenant: str, agent_id: str, connection_id: str, connected_at: int | None = None) -> Connection:
-    """Register a connection on ``$connect``; it becomes the agent's current one."""
+def record(
+    rt: Runtime,
+    tenant: str,
+    agent_id: str,
+    connection_id: str,
+    connected_at: int | None = None,
+    *,
+    current: bool = True,
+) -> Connection:
+    """Register a connection on ``$connect``; it becomes the agent's current one unless ``current`` is False
+    (a probe such as ``edge-agent doctor``: its messages are answered, but commands keep going to the agent's
+    running connection)."""
     connected = int(time.time()) if connected_at is None else connected_at
     conn = Connection(
         tenant, agent_id, connection_id, connected, connected + MAX_CONNECTION_SECONDS + TTL_SLACK_SECONDS
     )
     common = {"tenant": tenant, "agent_id": agent_id, "connection_id": connection_id}
     times = {"connected_at": conn.connected_at, "expires_at": conn.expires_at}
+    if not current:
+        rt.dynamodb.put_item(
+            TableName=rt.tables.connections, Item=to_item({"pk": _conn_pk(connection_id), **common, **times})
+        )
+        return conn
     rt.dynamodb.transact_write_items(
         TransactItems=[
             {

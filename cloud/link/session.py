@@ -16,7 +16,10 @@ from cloud.agents.tokens import authenticate
 from cloud.errors import InvalidToken, RevokedAgent
 from cloud.runtime import Runtime
 
-__all__ = ["bearer_token", "on_connect", "on_disconnect"]
+__all__ = ["PROBE_HEADER", "bearer_token", "is_probe", "on_connect", "on_disconnect"]
+
+#: Sent by ``edge-agent doctor``: a check connection that must not take over the running agent's registration.
+PROBE_HEADER = "x-pbxlink-probe"
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,10 @@ def bearer_token(headers: Mapping[str, Any] | None) -> str | None:
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
     return None
+
+
+def is_probe(headers: Mapping[str, Any] | None) -> bool:
+    return any(name.lower() == PROBE_HEADER and str(value).strip() == "1" for name, value in (headers or {}).items())
 
 
 def on_connect(rt: Runtime, event: Mapping[str, Any]) -> dict[str, int]:
@@ -46,9 +53,16 @@ def on_connect(rt: Runtime, event: Mapping[str, Any]) -> dict[str, int]:
         return {"statusCode": 403}
     connected_ms = context.get("connectedAt")
     connected_at = int(connected_ms) // 1000 if isinstance(connected_ms, int) else None
-    connections.record(rt, agent.tenant, agent.agent_id, context["connectionId"], connected_at)
+    probe = is_probe(event.get("headers"))
+    connections.record(rt, agent.tenant, agent.agent_id, context["connectionId"], connected_at, current=not probe)
     touch(rt, agent.tenant, agent.agent_id)
-    log.info("agent %s/%s connected on %s", agent.tenant, agent.agent_id, context["connectionId"])
+    log.info(
+        "agent %s/%s connected on %s%s",
+        agent.tenant,
+        agent.agent_id,
+        context["connectionId"],
+        " (probe)" if probe else "",
+    )
     return {"statusCode": 200}
 
 

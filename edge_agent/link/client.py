@@ -47,13 +47,23 @@ class LinkOptions:
     max_incoming_bytes: int = 8 * MAX_MESSAGE_BYTES
 
 
-async def open_connection(url: str, token: str, options: LinkOptions | None = None) -> ClientConnection:
+#: Marks a check connection (``edge-agent doctor``): the cloud answers it but keeps sending commands to the
+#: agent's running connection.
+PROBE_HEADER = "X-Pbxlink-Probe"
+
+
+async def open_connection(
+    url: str, token: str, options: LinkOptions | None = None, *, probe: bool = False
+) -> ClientConnection:
     """One authenticated websocket; raises :class:`TokenRefusedError` on 401/403, :class:`LinkError` else."""
     options = options or LinkOptions()
+    headers = {"Authorization": f"Bearer {token}"}
+    if probe:
+        headers[PROBE_HEADER] = "1"
     try:
         return await connect(
             url,
-            additional_headers={"Authorization": f"Bearer {token}"},
+            additional_headers=headers,
             user_agent_header=f"pbxlink-edge-agent/{__version__}",
             compression=None,
             open_timeout=options.open_timeout,

@@ -81,6 +81,7 @@ async def test_all_good(tmp_path: Path, ami: FakeAmiServer, cloud: FakeCloud) ->
     assert print_report(checks, out) is True
     assert "all good" in out.getvalue()
     assert not [a for a in ami.actions if a.get("Action") == "Originate" and a.get("Channel")]  # nothing dialed
+    assert cloud.probe_upgrades == cloud.upgrades == 1  # marked as a check: the running agent keeps its link
 
 
 async def test_problems_are_named_and_fail(tmp_path: Path, ami: FakeAmiServer, cloud: FakeCloud) -> None:

@@ -89,6 +89,20 @@ def test_disconnect_removes_only_its_own_connection(client: Client, rt: Runtime)
     client.lambda_.invoke("disconnect", ws_event("$disconnect", "NEVER="))  # unknown: nothing to do, no error
 
 
+def test_a_probe_connection_is_answered_but_does_not_take_over_the_agent(client: Client, rt: Runtime) -> None:
+    """`edge-agent doctor` checks the token while the agent runs: commands must keep reaching the agent."""
+    agent_id, token = tokens.issue_token(rt, "portal-a", "Head office")
+    connect(client, "AGENT=", auth(token))
+    assert connect(client, "DOCTOR=", {**auth(token), "X-Pbxlink-Probe": "1"}) == {"statusCode": 200}
+    say(client, "DOCTOR=", encode(Hello(agent_version="0.1.0")))
+    assert sent("DOCTOR=")[0] == Welcome(agent_id=agent_id, tenant="portal-a", acked_seq=0)
+    conn = connections.agent_connection(rt, "portal-a", agent_id)
+    assert conn is not None and conn.connection_id == "AGENT="
+    client.lambda_.invoke("disconnect", ws_event("$disconnect", "DOCTOR="))
+    conn = connections.agent_connection(rt, "portal-a", agent_id)
+    assert conn is not None and conn.connection_id == "AGENT="
+
+
 def test_hello_then_events_through_the_handlers(client: Client, rt: Runtime) -> None:
     agent_id, token = tokens.issue_token(rt, "portal-a", "Head office")
     connect(client, "CID1=", auth(token))
