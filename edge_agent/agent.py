@@ -27,7 +27,7 @@ from edge_agent.link.client import LinkClient, LinkOptions
 from edge_agent.link.protocol import LinkProtocol, LinkTimings
 from edge_agent.outbox import Outbox, outbox_path
 from wire_protocol.call_events import CallEvent
-from wire_protocol.messages import CommandResult, Hello
+from wire_protocol.messages import AgentSettings, CommandResult, Hello
 
 __all__ = ["Agent", "OutboxSink"]
 
@@ -85,6 +85,7 @@ class Agent:
         self._clock = clock
         self._stop = asyncio.Event()
         self.connector: AmiConnector | None = None  # while running
+        self.interpreter: CallInterpreter | None = None
         self.link: LinkClient | None = None
 
     def stop(self) -> None:
@@ -114,23 +115,34 @@ class Agent:
             outbox, Hello(agent_version=__version__, capabilities=["originate"]), timings=self._timings
         )
         # link, connector and executor refer to each other; the closures resolve when first called
-        sink = OutboxSink(CallInterpreter(config.calls), outbox, lambda: link.events_stored())
+        interpreter = CallInterpreter(config.calls)
+        sink = OutboxSink(interpreter, outbox, lambda: link.events_stored())
         connector = AmiConnector(config.ami, sink)
 
         def report(result: CommandResult) -> None:
             link.apply(protocol.command_finished(result, self._clock()))
 
         executor = CommandExecutor(outbox, connector.originate, report)
+
+        def apply_settings(settings: AgentSettings) -> None:
+            """The tenant's settings: originate options, and number rules that override the local [calls]."""
+            executor.apply_settings(settings)
+            rules = settings.calls or config.calls
+            if rules != interpreter.rules:
+                source = "the cloud's settings" if settings.calls is not None else "the local config"
+                log.info("calls: extension rules now from %s: %s", source, rules)
+                interpreter.set_rules(rules)
+
         link = LinkClient(
             config.cloud.url,
             config.cloud.token.get_secret_value(),
             protocol,
             on_command=executor.execute,
-            on_settings=executor.apply_settings,
+            on_settings=apply_settings,
             options=self._options,
             clock=self._clock,
         )
-        self.connector, self.link = connector, link
+        self.connector, self.link, self.interpreter = connector, link, interpreter
         tasks = {
             asyncio.create_task(connector.run(), name="ami"),
             asyncio.create_task(link.run(), name="link"),
@@ -158,6 +170,8 @@ class Agent:
             if up and connector.banner and protocol.hello.ami_version is None:
                 version = connector.banner.rpartition("/")[2].strip() or None
                 protocol.hello = protocol.hello.model_copy(update={"ami_version": version})
+            if up and connector.asterisk_version and protocol.hello.pbx_version is None:
+                protocol.hello = protocol.hello.model_copy(update={"pbx_version": connector.asterisk_version})
             link.apply(protocol.set_ami_connected(up, self._clock()))
             await asyncio.sleep(1.0)
 

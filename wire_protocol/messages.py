@@ -25,6 +25,7 @@ from typing import Annotated, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from wire_protocol.call_events import CallEvent
+from wire_protocol.channel_rules import ChannelRules
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -147,6 +148,8 @@ class AgentSettings(_Message):
 
     type: Literal["settings"] = "settings"
     originate: OriginateSettings = Field(default_factory=OriginateSettings)
+    #: The tenant's number rules (which endpoints are extensions); None: the agent keeps its own ([calls]).
+    calls: ChannelRules | None = None
 
 
 class Welcome(_Message):

@@ -141,6 +141,8 @@ class AmiConnector:
         self.connected = asyncio.Event()
         self.sessions = 0
         self.banner: str | None = None
+        #: "Asterisk 22.10.1", from CoreSettings after login (None if the PBX would not say)
+        self.asterisk_version: str | None = None
 
     # -- public ---------------------------------------------------------------------------------------
 
@@ -228,6 +230,7 @@ class AmiConnector:
         self.sessions += 1
         log.info("AMI %s: logged in as %r (%s)", settings.address, settings.username, self.banner or "no banner")
         await self._install_filters()
+        await self._learn_version()
         await self._deliver_snapshot()
         self.connected.set()
 
@@ -242,6 +245,12 @@ class AmiConnector:
                     answer.get("Message"),
                 )
                 return
+
+    async def _learn_version(self) -> None:
+        """Ask which Asterisk this is, for support and the settings page; not knowing is not a failure."""
+        answer = await self.send_action_raw({"Action": "CoreSettings"})
+        version = answer.get("AsteriskVersion") if answer.get("Response") == "Success" else None
+        self.asterisk_version = f"Asterisk {version}" if version else None
 
     async def _deliver_snapshot(self) -> None:
         answer = await self.send_action_raw({"Action": "CoreShowChannels"})

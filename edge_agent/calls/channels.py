@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from wire_protocol.channel_rules import ChannelRules
 
 __all__ = ["PHONE_TECHNOLOGIES", "ChannelKind", "ChannelRules", "ParsedChannel", "parse_channel"]
 
@@ -26,42 +26,6 @@ class ChannelKind(Enum):
     TRUNK = "trunk"  # the carrier / outside world
     LOCAL = "local"  # Local/…: dialplan plumbing (queues, ring groups, follow-me, originate)
     OTHER = "other"  # anything we cannot place (Message/, ConfBridge/, …)
-
-
-class ChannelRules(BaseModel):
-    """How to tell extensions from trunks; the defaults fit plain Asterisk and FreePBX."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    extension_pattern: str = Field(default=r"^\d{2,6}$", description="an endpoint whose name matches is an extension")
-    extensions: frozenset[str] = Field(
-        default=frozenset(), description="endpoints that are extensions whatever their name"
-    )
-    trunks: frozenset[str] = Field(default=frozenset(), description="endpoints that are trunks whatever their name")
-
-    @field_validator("extension_pattern")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"extension_pattern is not a valid regular expression: {exc}") from exc
-        return value
-
-    def is_extension_number(self, name: str) -> bool:
-        if name in self.trunks:
-            return False
-        return name in self.extensions or _compiled(self.extension_pattern).match(name) is not None
-
-
-_PATTERNS: dict[str, re.Pattern[str]] = {}
-
-
-def _compiled(pattern: str) -> re.Pattern[str]:
-    compiled = _PATTERNS.get(pattern)
-    if compiled is None:
-        compiled = _PATTERNS[pattern] = re.compile(pattern)
-    return compiled
 
 
 @dataclass(frozen=True, slots=True)

@@ -153,6 +153,12 @@ class CallInterpreter:
 
     # -- public surface -------------------------------------------------------------------------------
 
+    def set_rules(self, rules: ChannelRules) -> None:
+        """New extension/trunk rules (from the cloud's settings): they apply to channels from now on."""
+        self.rules = rules
+        self._extension_cache.clear()
+        self._parse_cache.clear()
+
     @property
     def open_calls(self) -> int:
         return len(self._calls)

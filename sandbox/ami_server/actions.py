@@ -170,6 +170,29 @@ async def _core_show_channels(server: FakeAmiServer, session: AmiSession, action
     return True
 
 
+async def _core_settings(server: FakeAmiServer, session: AmiSession, action: AmiMessage) -> bool:
+    """``action_coresettings()``: the running Asterisk's version and limits (no Message header)."""
+    await session.send(
+        response(
+            action,
+            "Success",
+            AMIversion=server.ami_version,
+            AsteriskVersion=server.asterisk_version,
+            SystemName="pbx",
+            CoreMaxCalls="0",
+            CoreMaxLoadAvg="0.000000",
+            CoreRunUser="",
+            CoreRunGroup="",
+            CoreMaxFilehandles="0",
+            CoreRealTimeEnabled="No",
+            CoreCDRenabled="Yes",
+            CoreHTTPenabled="No",
+            SoundsSearchCustomDir="No",
+        )
+    )
+    return True
+
+
 async def _pjsip_show_endpoints(server: FakeAmiServer, session: AmiSession, action: AmiMessage) -> bool:
     endpoints = list(server.endpoints)
     if not endpoints:
@@ -266,6 +289,7 @@ ACTIONS: Final[dict[str, ActionSpec]] = {
     "filter": ActionSpec(_filter, frozenset({"system"})),
     "coreshowchannels": ActionSpec(_core_show_channels, frozenset({"system", "reporting"})),
     "pjsipshowendpoints": ActionSpec(_pjsip_show_endpoints, frozenset({"system"})),
+    "coresettings": ActionSpec(_core_settings, frozenset({"system", "reporting"})),
     "command": ActionSpec(_command, frozenset({"command"})),
     "originate": ActionSpec(_originate, frozenset({"originate"})),
 }

@@ -114,6 +114,7 @@ async def test_logs_in_filters_and_delivers_the_snapshot_before_events() -> None
         assert filters == list(AMI_EVENT_FILTERS)
         [login] = [a for a in server.actions if a.get("Action") == "Login"]
         assert login["Events"] == "call,agent,dialplan,system"
+        assert connector.asterisk_version == f"Asterisk {server.asterisk_version}"
 
 
 async def test_server_side_filter_drops_what_the_interpreter_ignores() -> None:

@@ -24,7 +24,8 @@ from edge_agent.outbox import Outbox
 from edge_agent.trace import read_trace
 from sandbox.ami_server import FakeAmiServer, UserSpec
 from sandbox.fake_cloud import FakeCloud
-from wire_protocol.messages import Command, Hello
+from wire_protocol.channel_rules import ChannelRules
+from wire_protocol.messages import AgentSettings, Command, Hello
 
 pytestmark = pytest.mark.integration
 
@@ -96,6 +97,18 @@ async def deliver(ami: FakeAmiServer, cloud: FakeCloud, messages: list[AmiMessag
     await ami.play(messages)
     await cloud.wait_until(lambda: set(cloud.applied) >= set(expected), timeout)
     return expected
+
+
+async def test_the_tenants_number_rules_from_the_cloud_apply_and_hello_names_the_pbx(
+    tmp_path: Path, ami: FakeAmiServer, cloud: FakeCloud
+) -> None:
+    rules = ChannelRules(extensions=frozenset({"reception"}), trunks=frozenset({"1000"}))
+    cloud.send_settings = AgentSettings(calls=rules)
+    async with agent_running(tmp_path, ami, cloud) as agent:
+        await cloud.wait_until(lambda: agent.interpreter is not None and agent.interpreter.rules == rules)
+        await cloud.wait_until(lambda: agent.link is not None and agent.link.protocol.hello.pbx_version is not None)
+        assert agent.link is not None and agent.link.protocol.hello.pbx_version == f"Asterisk {ami.asterisk_version}"
+    assert agent.interpreter is not None and agent.interpreter.rules.is_extension_number("reception")
 
 
 async def test_the_socket_cut_mid_stream(tmp_path: Path, ami: FakeAmiServer, cloud: FakeCloud) -> None:

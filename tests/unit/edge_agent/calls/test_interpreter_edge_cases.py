@@ -237,3 +237,13 @@ def test_originate_the_user_never_answers() -> None:
     [summary] = summaries(events)
     assert summary["direction"] == "outbound" and summary["result"] == "no_answer"
     assert summary["command_id"] == "cmd-2" and summary["external_number"] == "79261234567"
+
+
+def test_new_rules_apply_to_channels_from_then_on() -> None:
+    from wire_protocol.channel_rules import ChannelRules
+
+    pbx, it = Pbx(), CallInterpreter()
+    [started] = it.feed(pbx.newchannel("PJSIP/reception-00000001", "u1", CallerIDNum="200", Exten="79261234567"))
+    assert isinstance(started, CallStarted) and started.direction == "inbound"  # "reception" looked like a trunk
+    it.set_rules(ChannelRules(extensions=frozenset({"reception"})))
+    assert it.feed(pbx.newchannel("PJSIP/reception-00000002", "u2", Exten="79261234567")) == []  # an extension now
