@@ -246,6 +246,8 @@ class FakeCloud:
                     await connection.send(encode(Ack(up_to_seq=agent.acked_seq)))
         elif isinstance(message, CommandResult):
             self.results.append(message)
+            if self.acks_enabled:  # as the real cloud: confirmed by name
+                await connection.send(encode(Ack(up_to_seq=agent.acked_seq, results=[message.command_id])))
         elif isinstance(message, Heartbeat):
             self.heartbeats.append(message)
         elif isinstance(message, ErrorMessage):

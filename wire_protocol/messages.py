@@ -162,10 +162,14 @@ class Welcome(_Message):
 
 
 class Ack(_Message):
-    """Everything up to and including ``up_to_seq`` is stored; the agent may forget it."""
+    """Everything up to and including ``up_to_seq`` is stored; the agent may forget it. ``results``: the command
+    ids whose ``command_result`` the cloud has stored (or refused for good): the agent stops resending them.
+    Results are confirmed by name, not by order, because API Gateway may run one connection's messages in
+    parallel."""
 
     type: Literal["ack"] = "ack"
     up_to_seq: int = Field(ge=0)
+    results: list[str] = Field(default_factory=list)
 
 
 class OriginateCommand(BaseModel):

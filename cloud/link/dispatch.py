@@ -136,12 +136,14 @@ def _handle(rt: Runtime, connection_id: str, body: str | bytes | None) -> Outcom
             )
             return Outcome(conn=conn)
         case CommandResult():
+            # confirmed by name (the agent resends a result until it is), refused ones too: resending cannot help
+            confirm = Ack(up_to_seq=agent.acked_seq, results=[message.command_id])
             if record_result(rt, conn.tenant, conn.agent_id, message):
-                return Outcome(conn=conn)
+                return Outcome([confirm], conn=conn)
             error = ErrorMessage(
                 code="not_authorized", message="that command was not sent to this agent", about="command_result"
             )
-            return Outcome([error], conn=conn)
+            return Outcome([error, confirm], conn=conn)
         case ErrorMessage():
             log.warning("agent %s/%s reports %s: %s", conn.tenant, conn.agent_id, message.code, message.message)
             return Outcome(conn=conn)

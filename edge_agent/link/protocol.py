@@ -329,7 +329,7 @@ class LinkProtocol:
         if isinstance(message, Welcome):
             return self._on_welcome(conn, message, now)
         if isinstance(message, Ack):
-            return self._on_ack(conn, message.up_to_seq, now)
+            return self._on_ack(conn, message.up_to_seq, now, message.results)
         if isinstance(message, Command):
             if message.command_id in self._running:
                 log.info("link: command %s delivered again while running; ignored", message.command_id)
@@ -379,18 +379,17 @@ class LinkProtocol:
         effects.extend(self._pump(now))
         return effects
 
-    def _on_ack(self, conn: _Conn, up_to: int, now: float) -> list[Effect]:
+    def _on_ack(self, conn: _Conn, up_to: int, now: float, results: Sequence[str] = ()) -> list[Effect]:
         if up_to > self._sent_high:
             log.warning(
                 "link: the cloud acked seq %d but only %d was ever sent; ignoring the excess", up_to, self._sent_high
             )
             up_to = self._sent_high
-        if conn.results_sent:
-            # an ack for events sent after a result on the same connection: the result got there too
-            confirmed = [command_id for command_id, mark in conn.results_sent if up_to > mark]
-            if confirmed:
-                self.outbox.mark_delivered(confirmed)
-                conn.results_sent = [(c, mark) for c, mark in conn.results_sent if up_to <= mark]
+        if results:
+            # confirmed by name: an ack of later events proves nothing when messages are handled in parallel
+            self.outbox.mark_delivered(list(results))
+            confirmed = set(results)
+            conn.results_sent = [(c, mark) for c, mark in conn.results_sent if c not in confirmed]
         if up_to <= self._acked:
             return []
         self._forget_up_to(up_to, now)

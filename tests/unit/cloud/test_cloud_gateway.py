@@ -68,7 +68,7 @@ def test_the_client_comes_from_the_injected_factory() -> None:
         "apigatewaymanagementapi", region_name="eu-west-1", endpoint_url="http://127.0.0.1:9"
     )
     factory.return_value.post_to_connection.assert_called_once_with(
-        ConnectionId="CID1=", Data=b'{"v":1,"type":"ack","up_to_seq":1}'
+        ConnectionId="CID1=", Data=b'{"v":1,"type":"ack","up_to_seq":1,"results":[]}'
     )
 
 

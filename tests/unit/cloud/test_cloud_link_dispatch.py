@@ -158,7 +158,7 @@ def test_heartbeat_refreshes_last_seen_without_a_reply(rt: Runtime, agent_id: st
 
 def test_command_result_is_stored(rt: Runtime, agent_id: str) -> None:
     result = CommandResult(command_id="cmd-1", ok=False, code="busy", message="101 is busy", call_id="pbx-9.1")
-    assert handle(rt, encode(result)).replies == []
+    assert handle(rt, encode(result)).replies == [Ack(up_to_seq=0, results=["cmd-1"])]  # confirmed by name
     stored = get_command(rt, "portal-a", "cmd-1")
     assert stored is not None
     assert (stored["agent_id"], stored["ok"], stored["code"], stored["status"]) == (agent_id, False, "busy", "done")
