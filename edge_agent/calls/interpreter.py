@@ -251,7 +251,7 @@ class CallInterpreter:
         if call is None:
             call = self._calls[linkedid] = Call(call_id=linkedid, started_at=self._now)
         parsed = self._parse(name)
-        channel = Channel(uniqueid, name, parsed, call, m.get("Exten", ""))
+        channel = Channel(uniqueid, name, parsed, call, m.get("Exten", ""), state=m.get("ChannelState", ""))
         self._channels[uniqueid] = channel
         call.channels.add(uniqueid)
         if parsed.local_pair is not None:
@@ -285,7 +285,9 @@ class CallInterpreter:
                     return  # an Originate ringing the user's own phone first (click-to-call)
                 call.direction = "internal"
                 self._send_started(call)
-            dest.ringing_for = extension  # rings once the phone says so (Newstate Ringing)
+            dest.ringing_for = extension  # rings once the phone says so (Newstate Ringing) ...
+            if m.get("DestChannelState") in _ALERTING_STATES or dest.state in _ALERTING_STATES:
+                self._leg_alerting(dest)  # ... which can come before this DialBegin (threads race in Asterisk)
         elif kind is ChannelKind.TRUNK:
             dest.outside_leg = True
             if call.direction is None:
@@ -483,7 +485,10 @@ class CallInterpreter:
     # -- call bookkeeping -----------------------------------------------------------------------------
 
     def _on_newstate(self, m: AmiMessage, channel: Channel | None) -> None:
-        if channel is not None and channel.ringing_for is not None and m.get("ChannelState") in _ALERTING_STATES:
+        if channel is None:
+            return
+        channel.state = m.get("ChannelState", "")
+        if channel.ringing_for is not None and channel.state in _ALERTING_STATES:
             self._leg_alerting(channel)
 
     def _leg_alerting(self, leg: Channel) -> None:

@@ -21,6 +21,8 @@ class Channel:
     call: Call
     #: The dialplan extension the channel was created for (for a trunk's first channel: the DID).
     exten: str
+    #: The last ChannelState Asterisk reported ("5" Ringing, "6" Up, ...).
+    state: str = ""
     #: The extension this channel was dialed for, between DialBegin and DialEnd.
     ringing_for: str | None = None
     #: True once that dial made the phone ring (Newstate Ringing/Up): only then did the extension "ring".

@@ -247,3 +247,52 @@ def test_new_rules_apply_to_channels_from_then_on() -> None:
     assert isinstance(started, CallStarted) and started.direction == "inbound"  # "reception" looked like a trunk
     it.set_rules(ChannelRules(extensions=frozenset({"reception"})))
     assert it.feed(pbx.newchannel("PJSIP/reception-00000002", "u2", Exten="79261234567")) == []  # an extension now
+
+
+def test_a_phone_that_reports_ringing_before_its_dialbegin_still_rang() -> None:
+    """Asterisk publishes a member's Newstate Ringing and the queue's DialBegin from different threads: seen live,
+    Ringing first. The extension rang all the same, and its card must be shown and hidden."""
+    pbx, it = Pbx(), CallInterpreter()
+    trunk: Leg = ("PJSIP/carrier-00000001", pbx.uid())
+    a: Leg = ("PJSIP/101-00000002", pbx.uid())
+    b: Leg = ("PJSIP/102-00000003", pbx.uid())
+    lid = trunk[1]
+    ringing_a = pbx.dial_begin(trunk, a, lid, "PJSIP/101")
+    ringing_a["DestChannelState"] = "5"
+    events = it.feed_many(
+        [
+            pbx.newchannel(*trunk, CallerIDNum="79261234567", Exten="74951234500"),
+            pbx.newchannel(a[0], a[1], lid),
+            pbx.ringing(a, lid),  # before its DialBegin
+            ringing_a,
+            pbx.newchannel(b[0], b[1], lid),
+            pbx.dial_begin(trunk, b, lid, "PJSIP/102"),
+            pbx.ringing(b, lid),
+            pbx.dial_end(trunk, b, lid, "ANSWER"),
+            pbx.dial_end(trunk, a, lid, "CANCEL"),
+            pbx.hangup(a, lid, "26"),
+            pbx.hangup(trunk, lid),
+            pbx.hangup(b, lid),
+        ]
+    )
+    [summary] = summaries(events)
+    assert summary["rang"] == ["101", "102"] and summary["answered_by"] == "102"
+    assert [(e.extension, e.reason) for e in events if isinstance(e, CallRingStopped)] == [
+        ("101", "answered_elsewhere")
+    ]
+
+
+def test_ringing_before_dialbegin_is_remembered_even_without_dest_state() -> None:
+    pbx, it = Pbx(), CallInterpreter()
+    trunk: Leg = ("PJSIP/carrier-00000001", pbx.uid())
+    a: Leg = ("PJSIP/101-00000002", pbx.uid())
+    lid = trunk[1]
+    events = it.feed_many(
+        [
+            pbx.newchannel(*trunk, CallerIDNum="79261234567", Exten="74951234567"),
+            pbx.newchannel(a[0], a[1], lid),
+            pbx.ringing(a, lid),
+            pbx.dial_begin(trunk, a, lid, "PJSIP/101"),  # no DestChannelState in this event
+        ]
+    )
+    assert [e.type for e in events] == ["call_started", "ringing"]
