@@ -425,13 +425,18 @@ class CallInterpreter:
             self._anomaly("AttendedTransfer of an unknown channel", m)
             return
         from_extension = self._parse(m.get("OrigTransfererChannel", "")).extension
-        target = self._parse(m.get("TransferTargetChannel", "")).extension or (
-            self._parse(m.get("SecondTransfererConnectedLineNum", "")).extension
+        call = transferee.call
+        # Asterisk 22 leaves out TransferTarget* about one time in three (seen on the lab): then the consulted
+        # party is who the transferer was talking to, or the last extension that answered a leg of this call.
+        consulted = m.get("SecondTransfererConnectedLineNum", "")
+        target = (
+            self._parse(m.get("TransferTargetChannel", "")).extension
+            or (consulted if consulted and self._is_extension(consulted) else None)
+            or call.last_answered_leg
         )
         if target is None:
             self._anomaly("AttendedTransfer to a target that is not an extension", m)
             return
-        call = transferee.call
         self._transferred(call, Transfer(from_extension=from_extension, to=target, kind="attended"))
         self._answered(call, target)
 
@@ -526,6 +531,7 @@ class CallInterpreter:
         else:
             call.ringing.pop(extension, None)
         if status == "ANSWER":
+            call.last_answered_leg = extension
             if call.answered_at is None:
                 self._answered(call, extension)
             elif legs <= 0:

@@ -58,6 +58,8 @@ class Call:
     answered_by: str | None = None
     answered_at: float | None = None
     connected: str | None = None
+    #: The extension whose leg answered last (the consulted party of an attended transfer, for one).
+    last_answered_leg: str | None = None
     transfers: list[Transfer] = field(default_factory=list)
     #: DialStatus of the last dial that decides an unanswered call's result.
     last_dial_status: str | None = None
