@@ -28,17 +28,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cloud.agents import tokens
-from cloud.runtime import Runtime
-from cloud.settings import Settings
-from edge_agent.agent import Agent
 from edge_agent.ami.framing import AmiMessage
-from edge_agent.config import load_config
-from edge_agent.link.client import LinkOptions
 from edge_agent.outbox import Outbox
 from edge_agent.trace import read_trace
 from sandbox.ami_server import FakeAmiServer, UserSpec
 from sandbox.cloud_local import CloudLocal, CloudLocalConfig
+from sandbox.cloud_local.agents import AmiLogin, issue_token, running_agent
 from wire_protocol.call_events import CallEvent
 from wire_protocol.messages import SequencedEvent
 
@@ -115,22 +110,9 @@ async def measure(rounds: int, paced_calls_per_s: float, paced_rounds: int) -> d
                 CloudLocal(CloudLocalConfig(table_prefix="bench-")) as cloud,
                 FakeAmiServer({"edge": user}) as ami,
             ):
-                runtime = Runtime(Settings.from_env())
-                _, token = await asyncio.to_thread(tokens.issue_token, runtime, "benchportal", "bench")
-                environ = {
-                    "EDGE_AMI_PORT": str(ami.port),
-                    "EDGE_AMI_USER": "edge",
-                    "EDGE_AMI_SECRET": "edge-secret",
-                    "EDGE_CLOUD_URL": cloud.ws_url,
-                    "EDGE_TOKEN": token,
-                    "EDGE_DATA_DIR": data_dir,
-                }
-                agent = Agent(load_config(environ, need_cloud=True), options=LinkOptions(reconnect_initial=0.1))
-                task = asyncio.create_task(agent.run())
-                try:
-                    await wait_for(lambda: agent.link is not None and agent.link.protocol.established, 30)
-                    await wait_for(lambda: agent.connector is not None and agent.connector.connected.is_set(), 30)
-
+                _, token = await issue_token("benchportal", "bench")
+                login = AmiLogin("127.0.0.1", ami.port, "edge", "edge-secret")
+                async with running_agent(login, cloud.ws_url, token, data_dir):
                     # saturated
                     start = time.perf_counter()
                     for number in range(rounds):
@@ -149,9 +131,6 @@ async def measure(rounds: int, paced_calls_per_s: float, paced_rounds: int) -> d
                             await asyncio.sleep(1 / paced_calls_per_s)
                     await wait_for(lambda: clock.highest_acked >= max(clock.appended), 120)
                     paced = clock.latencies_ms(range(first_paced, max(clock.appended) + 1))
-                finally:
-                    agent.stop()
-                    await asyncio.wait_for(task, 30)
     finally:
         uninstall()
     return {

@@ -11,16 +11,12 @@ from typing import Any
 
 import pytest
 
-from cloud.agents import tokens
 from cloud.agents.commands import get_command, send_command
 from cloud.calls.store import list_calls
-from cloud.runtime import Runtime
-from cloud.settings import Settings
-from edge_agent.agent import Agent
-from edge_agent.config import load_config
-from edge_agent.link.client import LinkOptions
 from sandbox.call_expectations import mismatches
 from sandbox.cloud_local import CloudLocal, CloudLocalConfig
+from sandbox.cloud_local.agents import AmiLogin, issue_token, running_agent
+from sandbox.cloud_local.agents import runtime as cloud_runtime
 from sandbox.pbx_lab import scenarios
 from sandbox.pbx_lab.live import LiveLab
 from wire_protocol.messages import Command, OriginateCommand
@@ -41,54 +37,41 @@ async def until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
 async def test_lab_calls_reach_the_cloud_call_state_and_click_to_call_comes_back(
     pbx_lab: LiveLab, tmp_path: Path
 ) -> None:
+    edge = pbx_lab.edge
+    login = AmiLogin(edge.host, edge.port, edge.username, edge.secret)
     async with CloudLocal(CloudLocalConfig(table_prefix="live-")) as cloud:
-        runtime = Runtime(Settings.from_env())
-        agent_id, token = await asyncio.to_thread(tokens.issue_token, runtime, TENANT, "lab PBX")
-        edge = pbx_lab.edge
-        environ = {
-            "EDGE_AMI_HOST": edge.host,
-            "EDGE_AMI_PORT": str(edge.port),
-            "EDGE_AMI_USER": edge.username,
-            "EDGE_AMI_SECRET": edge.secret,
-            "EDGE_CLOUD_URL": cloud.ws_url,
-            "EDGE_TOKEN": token,
-            "EDGE_DATA_DIR": str(tmp_path),
-        }
-        agent = Agent(load_config(environ, need_cloud=True), options=LinkOptions(reconnect_initial=0.1))
-        task = asyncio.create_task(agent.run())
+        runtime = cloud_runtime()
+        agent_id, token = await issue_token(TENANT, "lab PBX")
         try:
-            await until(lambda: agent.link is not None and agent.link.protocol.established)
-            await until(lambda: agent.connector is not None and agent.connector.connected.is_set())
-            expected: list[dict[str, Any]] = []
-            for name in SCENARIOS:
-                expected += [dict(e) for e in await scenarios.SCENARIOS[name](pbx_lab.scenario_lab)]
+            async with running_agent(login, cloud.ws_url, token, tmp_path):
+                expected: list[dict[str, Any]] = []
+                for name in SCENARIOS:
+                    expected += [dict(e) for e in await scenarios.SCENARIOS[name](pbx_lab.scenario_lab)]
 
-            await pbx_lab.admin.wait_idle()
-            await pbx_lab.world.set_behavior("101", "answer")
-            await pbx_lab.world.set_behavior(scenarios.OUTSIDE, "answer:2")
-            click = Command(
-                command_id="lab-click-1", command=OriginateCommand(extension="101", number=scenarios.OUTSIDE)
-            )
-            await asyncio.to_thread(send_command, runtime, TENANT, agent_id, click)
-            result: dict[str, Any] = {}
+                await pbx_lab.admin.wait_idle()
+                await pbx_lab.world.set_behavior("101", "answer")
+                await pbx_lab.world.set_behavior(scenarios.OUTSIDE, "answer:2")
+                click = Command(
+                    command_id="lab-click-1", command=OriginateCommand(extension="101", number=scenarios.OUTSIDE)
+                )
+                await asyncio.to_thread(send_command, runtime, TENANT, agent_id, click)
+                result: dict[str, Any] = {}
 
-            def command_done() -> bool:
-                result.update(get_command(runtime, TENANT, "lab-click-1") or {})
-                return result.get("status") == "done"
+                def command_done() -> bool:
+                    result.update(get_command(runtime, TENANT, "lab-click-1") or {})
+                    return result.get("status") == "done"
 
-            await until(command_done)
-            ended: dict[str, dict[str, Any]] = {}
+                await until(command_done)
+                ended: dict[str, dict[str, Any]] = {}
 
-            def all_ended() -> bool:
-                calls = list_calls(runtime, TENANT)
-                ended.update({c.call_id: c.summary.to_json_dict() for c in calls if c.summary is not None})
-                wanted = {e["call_id"] for e in expected}
-                return wanted <= set(ended) and any(s["command_id"] == "lab-click-1" for s in ended.values())
+                def all_ended() -> bool:
+                    calls = list_calls(runtime, TENANT)
+                    ended.update({c.call_id: c.summary.to_json_dict() for c in calls if c.summary is not None})
+                    wanted = {e["call_id"] for e in expected}
+                    return wanted <= set(ended) and any(s["command_id"] == "lab-click-1" for s in ended.values())
 
-            await until(all_ended)
+                await until(all_ended)
         finally:
-            agent.stop()
-            await asyncio.wait_for(task, 15)
             await pbx_lab.world.hangup_all()
     assert mismatches(expected, list(ended.values())) == []
     assert (result["ok"], result["code"]) == (True, "answered")

@@ -11,18 +11,14 @@ from typing import Any
 
 import pytest
 
-from cloud.agents import tokens
 from cloud.agents.commands import get_command, send_command
 from cloud.calls.store import list_events
-from cloud.runtime import Runtime
-from cloud.settings import Settings
-from edge_agent.agent import Agent
 from edge_agent.calls.interpreter import CallInterpreter
-from edge_agent.config import load_config
-from edge_agent.link.client import LinkOptions
 from edge_agent.trace import read_trace
 from sandbox.ami_server import FakeAmiServer, UserSpec
 from sandbox.cloud_local import CloudLocal, CloudLocalConfig
+from sandbox.cloud_local.agents import AmiLogin, issue_token, running_agent
+from sandbox.cloud_local.agents import runtime as cloud_runtime
 from wire_protocol.messages import Command, OriginateCommand
 
 pytestmark = pytest.mark.integration
@@ -44,21 +40,11 @@ async def test_every_recorded_call_reaches_the_cloud_once(tmp_path: Path) -> Non
     expected = [e.event_id for m in messages for e in interpreter.feed(dict(m))]
     user = UserSpec("edge-secret", read="system,call,agent,dialplan", write="system,originate")
     async with CloudLocal(CloudLocalConfig(table_prefix="edge-")) as cloud, FakeAmiServer({"edge": user}) as ami:
-        runtime = Runtime(Settings.from_env())
-        agent_id, token = await asyncio.to_thread(tokens.issue_token, runtime, "acme", "HQ")
-        environ = {
-            "EDGE_AMI_PORT": str(ami.port),
-            "EDGE_AMI_USER": "edge",
-            "EDGE_AMI_SECRET": "edge-secret",
-            "EDGE_CLOUD_URL": cloud.ws_url,
-            "EDGE_TOKEN": token,
-            "EDGE_DATA_DIR": str(tmp_path),
-        }
-        agent = Agent(load_config(environ, need_cloud=True), options=LinkOptions(reconnect_initial=0.1))
-        task = asyncio.create_task(agent.run())
-        try:
-            await until(lambda: agent.link is not None and agent.link.protocol.established)
-            await until(lambda: agent.connector is not None and agent.connector.connected.is_set())
+        runtime = cloud_runtime()
+        agent_id, token = await issue_token("acme", "HQ")
+        async with running_agent(
+            AmiLogin("127.0.0.1", ami.port, "edge", "edge-secret"), cloud.ws_url, token, tmp_path
+        ) as agent:
             await ami.play(messages)
             await until(lambda: agent.link is not None and agent.link.protocol.acked_seq >= len(expected))
             click = Command(command_id="click-1", command=OriginateCommand(extension="101", number="79001234567"))
@@ -71,9 +57,6 @@ async def test_every_recorded_call_reaches_the_cloud_once(tmp_path: Path) -> Non
                 return done[0].get("status") == "done"
 
             await until(finished)
-        finally:
-            agent.stop()
-            await asyncio.wait_for(task, 10)
         stored = await asyncio.to_thread(lambda: list(list_events(runtime, "acme", agent_id)))
     assert sorted(e["agent_seq"] for e in stored) == list(range(1, len(expected) + 1))
     assert sorted(e["event_id"] for e in stored) == sorted(expected)
