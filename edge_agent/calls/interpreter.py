@@ -572,8 +572,6 @@ class CallInterpreter:
                 self._local_halves.pop(channel.parsed.local_pair, None)
         call = channel.call
         call.channels.discard(channel.uniqueid)
-        if lost:
-            call.lost_channels += 1
         if channel.ringing_for is not None:  # dialed, then vanished without a DialEnd
             self._leg_done(channel, _CAUSE_STATUS.get(cause, "CANCEL"))
         if not call.channels:

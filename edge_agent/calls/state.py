@@ -67,4 +67,3 @@ class Call:
     recording_path: str | None = None
     recording_sent: bool = False
     channels: set[str] = field(default_factory=set)
-    lost_channels: int = 0
