@@ -35,6 +35,7 @@ from edge_agent.calls.channels import (
     parse_channel,
 )
 from edge_agent.calls.state import Call, Channel
+from edge_agent.trace import NumberMasker
 from wire_protocol.call_events import (
     CallAnswered,
     CallEnded,
@@ -131,6 +132,7 @@ class CallInterpreter:
         self._timed_message: AmiMessage | None = None
         self._now_value = 0.0
         self._out: list[CallEvent] = []
+        self._masker = NumberMasker()
         #: Anomalies seen, by kind; each kind is logged once (with the message), then only counted.
         self.anomalies: Counter[str] = Counter()
         self._handlers: dict[str, Callable[[AmiMessage, Channel | None], None]] = {
@@ -748,4 +750,6 @@ class CallInterpreter:
     def _anomaly(self, kind: str, message: AmiMessage, *, exc_info: bool = False) -> None:
         self.anomalies[kind] += 1
         if self.anomalies[kind] == 1:
-            log.warning("AMI anomaly (%s, logged once): %s", kind, dict(message), exc_info=exc_info)
+            # phone numbers masked (consistently within this process, so support can still follow a call)
+            masked = self._masker.mask_message(message)
+            log.warning("AMI anomaly (%s, logged once): %s", kind, masked, exc_info=exc_info)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from ami_builders import Pbx
 
 from edge_agent.calls import CallInterpreter
@@ -296,3 +297,10 @@ def test_ringing_before_dialbegin_is_remembered_even_without_dest_state() -> Non
         ]
     )
     assert [e.type for e in events] == ["call_started", "ringing"]
+
+
+def test_anomaly_logs_mask_phone_numbers(caplog: pytest.LogCaptureFixture) -> None:
+    it = CallInterpreter()
+    it.feed({"Event": "Hangup", "Uniqueid": "pbx-1.9", "Channel": "PJSIP/carrier-1", "CallerIDNum": "79261234567"})
+    assert "Hangup for a channel never seen" in caplog.text
+    assert "79261234567" not in caplog.text and "pbx-1.9" in caplog.text
