@@ -137,9 +137,10 @@ class Heartbeat(_Message):
 class OriginateSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    context: str = "from-internal"
-    channel_template: str = "PJSIP/{extension}"
-    prefix: str = ""  # prepended to the number dialed (an outside-line prefix)
+    # Each of these ends up on an AMI action line: no control characters, no room for a second action.
+    context: str = Field(default="from-internal", pattern=r"^[A-Za-z0-9_.-]{1,80}$")
+    channel_template: str = Field(default="PJSIP/{extension}", pattern=r"^[A-Za-z0-9_./@{}:-]{1,120}$")
+    prefix: str = Field(default="", pattern=r"^[0-9*#+]{0,10}$")  # prepended to the number (outside-line prefix)
     ring_seconds: int = Field(default=30, ge=5, le=120)
 
 
@@ -178,9 +179,9 @@ class OriginateCommand(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Literal["originate"] = "originate"
-    extension: str = Field(min_length=1, max_length=32)
+    extension: str = Field(pattern=r"^[A-Za-z0-9_.+*#-]{1,32}$")
     number: str = Field(min_length=1, max_length=40, pattern=r"^\+?[0-9*#]+$")
-    caller_id: str | None = None
+    caller_id: str | None = Field(default=None, pattern=r"^[^\x00-\x1f\x7f]{0,80}$")
 
 
 class ReloadCommand(BaseModel):
@@ -193,7 +194,7 @@ class ReloadCommand(BaseModel):
 
 class Command(_Message):
     type: Literal["command"] = "command"
-    command_id: str = Field(min_length=1, max_length=128)
+    command_id: str = Field(pattern=r"^[A-Za-z0-9_.:/-]{1,128}$")
     command: Annotated[OriginateCommand | ReloadCommand, Field(discriminator="kind")]
 
 
@@ -236,6 +237,8 @@ def _decode(text: str | bytes, adapter: TypeAdapter[object], known: frozenset[st
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ProtocolError("bad_json", f"not JSON: {exc.msg}") from None
+    except RecursionError:
+        raise ProtocolError("bad_json", "nested too deeply") from None
     if not isinstance(raw, dict):
         raise ProtocolError("bad_json", "a message is a JSON object")
     kind = raw.get("type")

@@ -264,9 +264,9 @@ class AmiConnector:
             )
         live = [dict(m) for m in messages if m.get("Event") == "CoreShowChannel"]
         held, self._held = self._held or [], None
-        self._sink.on_snapshot(live, self._clock())
+        self._deliver(self._sink.on_snapshot, live, self._clock())
         for message in held:
-            self._sink.on_event(message)
+            self._deliver(self._sink.on_event, message)
 
     async def send_action_raw(self, action: dict[str, str], *, timeout: float | None = None) -> Any:
         """Send an action on the current session even before it is announced as connected."""
@@ -314,7 +314,15 @@ class AmiConnector:
         if self._held is not None:
             self._held.append(message)
         else:
-            self._sink.on_event(message)
+            self._deliver(self._sink.on_event, message)
+
+    def _deliver(self, handler: Callable[..., None], *args: Any) -> None:
+        """Run a sink callback; its failure (a full disk, a bug) must not cost the AMI session the rest of the
+        read it came in, nor stop the agent. It is logged with its traceback."""
+        try:
+            handler(*args)
+        except Exception:
+            log.exception("AMI %s: the agent failed to handle what Asterisk sent", self.settings.address)
 
     def _close(self) -> None:
         self.connected.clear()

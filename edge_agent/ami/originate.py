@@ -47,6 +47,11 @@ class OriginateResult:
 
 
 def originate_action(request: OriginateRequest) -> dict[str, str | list[str]]:
+    """Raises ``ValueError`` if a value could break out of its AMI line (the wire protocol already refuses
+    such values; this keeps the PBX safe whatever the caller)."""
+    for value in (request.command_id, request.extension, request.number, request.context, request.caller_id or ""):
+        if any(ord(char) < 32 or char == "\x7f" for char in value):
+            raise ValueError(f"refusing an Originate value with control characters: {value!r}")
     number = request.number
     return {
         "Action": "Originate",

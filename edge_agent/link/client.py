@@ -84,6 +84,8 @@ async def open_connection(
         raise LinkError(f"EDGE_CLOUD_URL / [cloud] url is not a websocket URL: {exc}") from None
     except (OSError, TimeoutError, InvalidHandshake) as exc:
         raise LinkError(f"cannot reach the cloud at {url}: {_describe(exc)}") from None
+    except Exception as exc:  # e.g. a proxy from the environment that websockets cannot use: retry, don't die
+        raise LinkError(f"cannot open a websocket to {url}: {type(exc).__name__}: {exc}") from None
 
 
 def server_date(connection: ClientConnection) -> float | None:

@@ -135,8 +135,6 @@ class _Conn:
     welcomed: bool = False
     closing: bool = False
     retire_at: float = float("inf")
-    #: command ids of results sent here, with the highest event seq sent before each
-    results_sent: list[tuple[str, int]] = field(default_factory=list)
     complaints: set[str] = field(default_factory=set)
 
 
@@ -165,6 +163,7 @@ class LinkProtocol:
         self._batch_tops: list[int] = []  # last seq of each batch in flight, ascending
         self._last_progress = 0.0
         self._retry_at: float | None = None
+        self._results_retry_at: float | None = None  # resend undelivered command results then
         self._running: set[str] = set()
         self._last_now: float | None = None
         self.ami_connected = True
@@ -233,7 +232,6 @@ class LinkProtocol:
         conn = self._ready(allow_draining=True)
         if conn is None:
             return []  # sent after the next welcome, from the outbox
-        conn.results_sent.append((result.command_id, self._sent))
         return [self._send(conn, result, now)]
 
     def set_ami_connected(self, connected: bool, now: float) -> list[Effect]:
@@ -275,6 +273,9 @@ class LinkProtocol:
                     "link: no ack for %d event(s) in %g s; sending them again", self._in_flight, timings.ack_timeout
                 )
                 self._rewind(now)
+            if self._results_retry_at is not None and now >= self._results_retry_at:
+                self._results_retry_at = None
+                effects.extend(self._resend_results(active, now))
             effects.extend(self._pump(now))
             if now - active.last_sent >= timings.heartbeat_idle:
                 effects.append(self._heartbeat(active, now))
@@ -296,6 +297,8 @@ class LinkProtocol:
                 times.append(active.retire_at)
             if self._retry_at is not None:
                 times.append(self._retry_at)
+            if self._results_retry_at is not None:
+                times.append(self._results_retry_at)
             elif self._in_flight:
                 times.append(self._last_progress + timings.ack_timeout)
         return min(times) if times else None
@@ -372,12 +375,14 @@ class LinkProtocol:
                 effects.append(self._close(old, "renewed"))
         if conn is self._active and first:
             self._rewind(now)
-            since = now - self.timings.result_resend_window
-            for result in self.outbox.undelivered_results(finished_after=since):
-                conn.results_sent.append((result.command_id, self._sent))
-                effects.append(self._send(conn, result, now))
+            effects.extend(self._resend_results(conn, now))
         effects.extend(self._pump(now))
         return effects
+
+    def _resend_results(self, conn: _Conn, now: float) -> list[Effect]:
+        """Command results the cloud has not confirmed by name yet (recent ones: older commands are moot)."""
+        since = now - self.timings.result_resend_window
+        return [self._send(conn, result, now) for result in self.outbox.undelivered_results(finished_after=since)]
 
     def _on_ack(self, conn: _Conn, up_to: int, now: float, results: Sequence[str] = ()) -> list[Effect]:
         if up_to > self._sent_high:
@@ -388,14 +393,18 @@ class LinkProtocol:
         if results:
             # confirmed by name: an ack of later events proves nothing when messages are handled in parallel
             self.outbox.mark_delivered(list(results))
-            confirmed = set(results)
-            conn.results_sent = [(c, mark) for c, mark in conn.results_sent if c not in confirmed]
         if up_to <= self._acked:
             return []
         self._forget_up_to(up_to, now)
         return self._pump(now)
 
     def _on_error(self, conn: _Conn, error: ErrorMessage, now: float) -> list[Effect]:
+        if error.about == "command_result":
+            # not this agent's command (not_authorized: the cloud confirms it by name too), or not stored
+            # (internal): undelivered results go again shortly, not only after the next welcome
+            log.warning("link: the cloud did not take a command result (%s: %s)", error.code, error.message)
+            self._results_retry_at = now + self.timings.error_retry
+            return []
         if error.code == "not_authorized":
             log.error("link: the cloud refused this agent (%s); check the agent token", error.message)
             return [self._close(conn, "not authorized", token_refused=True)]
@@ -436,18 +445,22 @@ class LinkProtocol:
         effects: list[Effect] = []
         room = self.timings.window_events - self._in_flight
         while room > 0:
+            self._batch_tops = [top for top in self._batch_tops if top > self._acked]
+            if len(self._batch_tops) >= self.timings.window_batches:
+                return effects  # the rest waits for an ack, and then goes out as one batch
             events = self.outbox.pending(after_seq=self._sent, limit=min(room, 500))
             if not events:
                 break
             try:
                 batches = list(batch_events(events, after_seq=self._sent))
             except ProtocolError:
-                self._reject_oversized(events)
+                if not self._reject_oversized(events):
+                    raise  # batch_events refused something no single event explains: a bug, not a loop
                 continue
             for batch in batches:
                 self._batch_tops = [top for top in self._batch_tops if top > self._acked]
                 if len(self._batch_tops) >= self.timings.window_batches:
-                    return effects  # the rest waits for an ack, and then goes out as one batch
+                    return effects
                 if not self._in_flight:
                     self._last_progress = now
                 effects.append(self._send(conn, batch, now))
@@ -458,12 +471,16 @@ class LinkProtocol:
                 room -= len(batch.events)
         return effects
 
-    def _reject_oversized(self, events: list[SequencedEvent]) -> None:
+    def _reject_oversized(self, events: list[SequencedEvent]) -> bool:
+        """Set aside events too large to travel even alone (judged as ``batch_events`` judges them)."""
+        rejected = False
         for event in events:
             try:
-                encode(CallEventsBatch(events=[event]))
+                list(batch_events([event], after_seq=self._sent))
             except ProtocolError as exc:
                 self.outbox.reject(event.seq, f"too large for one websocket message: {exc.message}")
+                rejected = True
+        return rejected
 
     def _heartbeat(self, conn: _Conn, now: float) -> Send:
         beat = Heartbeat(

@@ -300,3 +300,24 @@ async def test_originate_without_permission_is_a_clear_rejection() -> None:
             result = await connector.originate(OriginateRequest("cmd-3", "101", "79261234567"))
         assert (result.success, result.reason) == (False, "rejected")
         assert "Permission denied" in result.message
+
+
+async def test_a_sink_that_fails_on_one_event_costs_neither_the_session_nor_the_next_events(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Flaky(Recorder):
+        def on_event(self, message: AmiMessage) -> None:
+            if message.get("Uniqueid") == "boom":
+                raise RuntimeError("disk full")
+            super().on_event(message)
+
+    async with FakeAmiServer({"edge": AGENT}) as server:
+        sink = Flaky()
+        connector = AmiConnector(settings(server.port), sink)
+        async with running(connector):
+            await asyncio.wait_for(connector.connected.wait(), 3)
+            await server.emit(newchannel("PJSIP/101-00000001", "boom", "boom"))
+            await server.emit(newchannel("PJSIP/102-00000002", "fine", "fine"))
+            await sink.wait_for(lambda: bool(sink.named("Newchannel")))
+        assert [m["Uniqueid"] for m in sink.named("Newchannel")] == ["fine"]
+        assert connector.sessions == 1 and "disk full" in caplog.text

@@ -102,3 +102,26 @@ def test_batches_keep_order_and_stay_under_the_frame_limit() -> None:
     assert all(len(encode(b).encode()) <= MAX_MESSAGE_BYTES for b in batches)
     small = list(batch_events(events, max_bytes=4000))
     assert all(len(encode(b).encode()) <= 4000 for b in small)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        {"kind": "originate", "extension": "1\r\n\r\nAction: Hangup\r\nChannel: .*", "number": "79261234567"},
+        {"kind": "originate", "extension": "101", "number": "79261234567", "caller_id": "x\r\nAction: Hangup"},
+    ],
+)
+def test_nothing_from_the_cloud_can_smuggle_an_ami_action(command: dict[str, str]) -> None:
+    with pytest.raises(ProtocolError, match="invalid_message"):
+        decode_cloud_message(json.dumps({"type": "command", "command_id": "c", "command": command}))
+    with pytest.raises(ProtocolError, match="invalid_message"):
+        decode_cloud_message(
+            json.dumps({"type": "command", "command_id": "c\r\nAction: Hangup", "command": {"kind": "reload"}})
+        )
+    with pytest.raises(ProtocolError, match="invalid_message"):
+        decode_cloud_message(json.dumps({"type": "settings", "originate": {"context": "x\r\nAction: Hangup"}}))
+
+
+def test_deeply_nested_json_is_bad_json_not_a_crash() -> None:
+    with pytest.raises(ProtocolError, match="bad_json"):
+        decode_agent_message("[" * 5000)

@@ -89,3 +89,13 @@ def test_any_bytes_in_any_chunks_never_raise(data: bytes, cuts: list[int]) -> No
         for message in framer.feed(data[start:point]):
             assert all(isinstance(k, str) and isinstance(v, str) for k, v in message.items())
         start = point
+
+
+def test_originate_refuses_values_that_would_break_the_frame() -> None:
+    import pytest
+
+    from edge_agent.ami.originate import OriginateRequest, originate_action
+
+    with pytest.raises(ValueError, match="control characters"):
+        originate_action(OriginateRequest("c1", "101\r\nAction: Hangup", "79261234567"))
+    assert originate_action(OriginateRequest("c1", "101", "79261234567"))["Channel"] == "PJSIP/101"

@@ -379,3 +379,26 @@ def test_no_welcome_closes_the_connection(outbox: Outbox) -> None:
     protocol.connection_opened(1, T0)
     assert protocol.next_deadline() == T0 + 30
     assert protocol.tick(T0 + 30) == [Close(1, "no welcome within 30 s")]
+
+
+def test_a_result_the_cloud_could_not_store_goes_again_shortly(outbox: Outbox) -> None:
+    result = CommandResult(command_id="c1", ok=True, code="answered")
+    outbox.begin_command("c1")
+    outbox.finish_command(result)
+    protocol = link(outbox)
+    assert result in sent(connected(protocol, now=T0))
+    refused = ErrorMessage(code="internal", message="storage failed", about="command_result")
+    assert protocol.received(1, encode(refused), T0 + 1) == []  # no close: the link is fine
+    assert result not in sent(protocol.tick(T0 + 5))
+    assert result in sent(protocol.tick(T0 + 12))  # error_retry later, not at the next welcome (~105 min)
+    protocol.received(1, encode(Ack(up_to_seq=0, results=["c1"])), T0 + 13)
+    assert outbox.undelivered_results() == []
+
+
+def test_a_result_for_someone_elses_command_does_not_look_like_a_revoked_token(outbox: Outbox) -> None:
+    protocol = link(outbox)
+    connected(protocol)
+    refused = ErrorMessage(
+        code="not_authorized", message="that command was not sent to this agent", about="command_result"
+    )
+    assert not any(isinstance(e, Close) for e in protocol.received(1, encode(refused), T0 + 1))
