@@ -76,6 +76,10 @@ CREATE TABLE IF NOT EXISTS calls (
     last_seq INTEGER NOT NULL,
     updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS commands (
     command_id TEXT PRIMARY KEY,
     received_at REAL NOT NULL,
@@ -227,10 +231,20 @@ class Outbox:
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         return int(row[0]) if row else 0
 
-    def renumber_after(self, floor: int) -> int:
-        """Move the sequence above ``floor`` (the cloud has seen seqs this outbox never assigned: the data
-        directory was reset). Pending events are renumbered in order so none hides under the cloud's ack."""
-        if floor <= self.last_seq:
+    @property
+    def welcomed(self) -> bool:
+        """Has a cloud ever welcomed this outbox file? (If not, the cloud's acks are about another file.)"""
+        return self._db.execute("SELECT 1 FROM meta WHERE key = 'welcomed'").fetchone() is not None
+
+    def mark_welcomed(self) -> None:
+        with self._transaction():
+            self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('welcomed', '1')")
+
+    def renumber_after(self, floor: int, *, force: bool = False) -> int:
+        """Move the sequence above ``floor``: the cloud's acks up to ``floor`` are about seqs another outbox
+        assigned (the data directory was reset). Pending events are renumbered in order so none hides under the
+        cloud's ack. Without ``force`` only when this outbox never reached ``floor`` itself."""
+        if floor <= self.last_seq and not force:
             return 0
         try:
             with self._transaction():

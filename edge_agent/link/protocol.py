@@ -70,7 +70,10 @@ class OutboxPort(Protocol):
     def last_seq(self) -> int: ...
     def pending(self, after_seq: int = 0, limit: int = 1000) -> list[SequencedEvent]: ...
     def ack(self, up_to_seq: int) -> int: ...
-    def renumber_after(self, floor: int) -> int: ...
+    def renumber_after(self, floor: int, *, force: bool = False) -> int: ...
+    @property
+    def welcomed(self) -> bool: ...
+    def mark_welcomed(self) -> None: ...
     def reject(self, seq: int, reason: str) -> None: ...
     def undelivered_results(self, finished_after: float = 0.0) -> list[CommandResult]: ...
     def mark_delivered(self, command_ids: Sequence[str]) -> None: ...
@@ -355,7 +358,20 @@ class LinkProtocol:
         conn.welcomed = True
         if first:
             conn.retire_at = conn.opened_at + self.timings.max_age + (2 * self._rng() - 1) * self.timings.max_age_jitter
-        if welcome.acked_seq > self.outbox.last_seq:
+        if not self.outbox.welcomed:
+            # A new outbox file: whatever the cloud holds came from an earlier one (a reinstall, a wiped data
+            # directory). Nothing here was ever sent, so nothing may be forgotten: number it after the cloud's.
+            if welcome.acked_seq > 0:
+                moved = self.outbox.renumber_after(welcome.acked_seq, force=True)
+                log.warning(
+                    "link: first welcome for this outbox, but the cloud already holds seq %d from an earlier "
+                    "installation of this agent; %d pending event(s) numbered after it",
+                    welcome.acked_seq,
+                    moved,
+                )
+                self._acked = welcome.acked_seq
+            self.outbox.mark_welcomed()
+        elif welcome.acked_seq > self.outbox.last_seq:
             moved = self.outbox.renumber_after(welcome.acked_seq)
             log.warning(
                 "link: the cloud already holds seq %d but this outbox only ever assigned %d (was the data "

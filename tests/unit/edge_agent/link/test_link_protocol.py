@@ -93,9 +93,20 @@ def test_hello_first_then_nothing_until_welcome_then_the_outbox_in_order(outbox:
 
 def test_welcome_drops_what_the_cloud_already_holds(outbox: Outbox) -> None:
     outbox.append([ringing("a", n) for n in range(1, 6)])
+    outbox.mark_welcomed()  # an earlier session sent 1-5; the cloud stored 1-3 before the link broke
     protocol = link(outbox)
     assert seqs(connected(protocol, acked=3)) == [4, 5]
     assert [e.seq for e in outbox.pending()] == [4, 5]
+
+
+def test_a_new_outbox_never_forgets_events_because_of_an_earlier_installations_acks(outbox: Outbox) -> None:
+    """The data directory was wiped and 1,500 events piled up before the first connection; the cloud holds
+    seq 1,000 from the old installation. Nothing of this outbox was ever sent: nothing may be dropped."""
+    outbox.append([ringing(f"call-{n}", 1) for n in range(1500)])
+    protocol = link(outbox, window_events=5000, window_batches=100)
+    sent_seqs = seqs(connected(protocol, acked=1000))
+    assert outbox.depth == 1500
+    assert sent_seqs == list(range(1001, 2501))
 
 
 def test_a_cloud_ahead_of_a_reset_outbox_gets_the_pending_events_renumbered_not_dropped(outbox: Outbox) -> None:
