@@ -78,7 +78,7 @@ class CallSummary(_Frozen):
 
 
 class _CallEventBase(_Frozen):
-    call_id: str
+    call_id: str = Field(min_length=1, max_length=256)  # a Linkedid; the cloud keys DynamoDB items with it
     seq: int = Field(ge=1, description="1, 2, 3… within the call")
     at: datetime
 

@@ -18,6 +18,7 @@ See ``docs/wire-protocol.md`` for the message-by-message reference.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Annotated, Final, Literal
@@ -114,7 +115,7 @@ class CallEventsBatch(_Message):
 
 class CommandResult(_Message):
     type: Literal["command_result"] = "command_result"
-    command_id: str
+    command_id: str = Field(pattern=r"^[A-Za-z0-9_.:/-]{1,128}$")
     ok: bool
     #: "answered", "no_answer", "busy", "congestion", "failed", "rejected", "duplicate", "unknown", ...
     code: str
@@ -212,6 +213,7 @@ AgentMessage = Annotated[
 ]
 CloudMessage = Annotated[Welcome | Ack | Command | AgentSettings | ErrorMessage, Field(discriminator="type")]
 
+_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _AGENT: TypeAdapter[AgentMessage] = TypeAdapter(AgentMessage)
 _CLOUD: TypeAdapter[CloudMessage] = TypeAdapter(CloudMessage)
 _AGENT_TYPES: Final = frozenset({"hello", "call_events", "command_result", "heartbeat", "error"})
@@ -239,14 +241,20 @@ def _decode(text: str | bytes, adapter: TypeAdapter[object], known: frozenset[st
         raise ProtocolError("bad_json", f"not JSON: {exc.msg}") from None
     except RecursionError:
         raise ProtocolError("bad_json", "nested too deeply") from None
+    if _SURROGATE_ESCAPE.search(text):  # a lone one cannot be stored (DynamoDB wants valid UTF-8)
+        try:
+            json.dumps(raw, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ProtocolError("bad_json", "a string holds a lone UTF-16 surrogate") from None
     if not isinstance(raw, dict):
         raise ProtocolError("bad_json", "a message is a JSON object")
     kind = raw.get("type")
     if kind not in known:
-        raise ProtocolError("unknown_type", f"unknown message type {kind!r}")
+        raise ProtocolError("unknown_type", f"unknown message type {str(kind)[:64]!r}")
     version = raw.get("v", PROTOCOL_VERSION)
     if version != PROTOCOL_VERSION:
-        raise ProtocolError("unsupported_version", f"protocol version {version!r}; this peer speaks {PROTOCOL_VERSION}")
+        shown = str(version)[:16]
+        raise ProtocolError("unsupported_version", f"protocol version {shown!r}; this peer speaks {PROTOCOL_VERSION}")
     try:
         return adapter.validate_python(raw)
     except ValidationError as exc:

@@ -14,6 +14,8 @@ re-read and retried. Only after this returns does the link acknowledge the event
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -111,7 +113,7 @@ def record_event(rt: Runtime, tenant: str, agent_id: str, agent_seq: int, event:
             "stored_at": now_iso(),
         }
     )
-    for _ in range(MAX_ATTEMPTS):
+    for attempt in range(MAX_ATTEMPTS):
         current = get_call(rt, tenant, agent_id, event.call_id) or CallState(
             tenant=tenant, agent_id=agent_id, call_id=event.call_id
         )
@@ -144,8 +146,10 @@ def record_event(rt: Runtime, tenant: str, agent_id: str, agent_seq: int, event:
             reasons = [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]  # type: ignore[attr-defined]
             if reasons and reasons[0] == "ConditionalCheckFailed":
                 return False  # the event is already stored
-            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
-                continue  # another writer updated the call first: re-read and re-apply
+            if (len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed") or "TransactionConflict" in reasons:
+                # another writer updated the call first (or is doing so now): re-read and re-apply
+                time.sleep(random.uniform(0.005, 0.025) * (attempt + 1))
+                continue
             raise
         return True
     raise StorageConflict(f"call {event.call_id}: {MAX_ATTEMPTS} concurrent updates in a row")

@@ -73,7 +73,7 @@ def _message_type(body: str | bytes | None) -> str | None:
         return None
     try:
         raw = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     kind = raw.get("type") if isinstance(raw, dict) else None
     return kind[:64] if isinstance(kind, str) else None

@@ -4,9 +4,9 @@ moto's ``TransactWriteItems`` deep-copies every table a transaction names before
 failed condition), so each transaction costs the size of the tables: 13 ms at 300 items, 20 ms at 600, and
 the local stack slows down the longer it runs. Restoring a whole table on failure also undoes writes other
 threads made meanwhile, which DynamoDB never does. This wraps moto's implementation so that the tables are not
-copied (its own rollback then restores the same table objects, a no-op) and instead snapshots and restores
-only the items the transaction names. The transaction's semantics (conditions, all or nothing, cancellation
-reasons) stay moto's.
+copied (its own rollback then restores the same table objects, a no-op); instead transactions run one at a
+time and a failed one puts back only the items it changed itself. The transaction's semantics (conditions,
+all or nothing, cancellation reasons) stay moto's.
 
 Local stack only: installed by :class:`sandbox.cloud_local.CloudLocal`; the product never imports it.
 """
@@ -24,6 +24,7 @@ from moto.dynamodb.models.table import Table
 __all__ = ["install"]
 
 _inside = threading.local()
+_serial = threading.Lock()
 
 
 class _CopyWithoutTables:
@@ -56,6 +57,27 @@ def _key_of(backend: DynamoDBBackend, operation: dict[str, Any]) -> tuple[str, d
     return table_name, key
 
 
+def _wrote(
+    backend: DynamoDBBackend,
+    op_type: str,
+    operation: dict[str, Any],
+    table_name: str,
+    key: dict[str, Any],
+    before: dict[str, Any] | None,
+) -> bool:
+    """Did this (failed) transaction change the item? Only then is it put back: a plain write another thread
+    made meanwhile must survive, as it would in DynamoDB."""
+    current = backend.get_item(table_name, key)
+    now = None if current is None else current.to_json()["Attributes"]
+    if op_type == "Put":
+        return bool(now == operation.get("Item") and now != before)
+    if op_type == "Delete":
+        return now is None and before is not None
+    if op_type == "Update":
+        return now != before
+    return False  # ConditionCheck writes nothing
+
+
 def install() -> None:
     """Idempotent: wrap moto's TransactWriteItems once per process."""
     original = DynamoDBBackend.transact_write_items
@@ -64,30 +86,33 @@ def install() -> None:
     setattr(dynamodb_models, "copy", _CopyWithoutTables())  # noqa: B010 - replace moto's module global
 
     def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
-        snapshots = []
-        for entry in transact_items:
-            operation: Any = next(iter(entry.values()), {})
-            found = _key_of(self, operation) if isinstance(operation, dict) else None
-            if found is not None:
-                table_name, key = found
-                try:
-                    before = self.get_item(table_name, key)
-                except Exception:  # a malformed key: moto's own validation reports it below
-                    continue
-                snapshots.append((table_name, key, None if before is None else before.to_json()["Attributes"]))
-        _inside.transaction = True
-        try:
-            original(self, transact_items)
-        except BaseException:
-            for table_name, key, attributes in reversed(snapshots):
-                if attributes is None:
-                    if self.get_item(table_name, key) is not None:
-                        self.delete_item(table_name, key)
-                else:
-                    self.put_item(table_name, copy.deepcopy(attributes))
-            raise
-        finally:
-            _inside.transaction = False
+        # One transaction at a time (DynamoDB isolates them; moto's server runs requests in threads).
+        with _serial:
+            snapshots: list[tuple[str, dict[str, Any], str, dict[str, Any], dict[str, Any] | None]] = []
+            for entry in transact_items:
+                op_type, operation = next(iter(entry.items()), ("", {}))
+                found = _key_of(self, operation) if isinstance(operation, dict) else None
+                if found is not None:
+                    table_name, key = found
+                    try:
+                        before = self.get_item(table_name, key)
+                    except Exception:  # a malformed key: moto's own validation reports it below
+                        continue
+                    before_attrs = None if before is None else before.to_json()["Attributes"]
+                    snapshots.append((op_type, operation, table_name, key, before_attrs))
+            _inside.transaction = True
+            try:
+                original(self, transact_items)
+            except BaseException:
+                for op_type, operation, table_name, key, before_attrs in reversed(snapshots):
+                    if _wrote(self, op_type, operation, table_name, key, before_attrs):
+                        if before_attrs is None:
+                            self.delete_item(table_name, key)
+                        else:
+                            self.put_item(table_name, copy.deepcopy(before_attrs))
+                raise
+            finally:
+                _inside.transaction = False
 
     transact_write_items._items_only = True  # type: ignore[attr-defined]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]

@@ -60,3 +60,32 @@ def test_a_successful_transaction_writes_everything(dynamodb: Any) -> None:
     dynamodb.transact_write_items(TransactItems=[put("a", "one"), put("b", "two")])
     assert dynamodb.scan(TableName="a", Select="COUNT")["Count"] == 1
     assert dynamodb.scan(TableName="b", Select="COUNT")["Count"] == 1
+
+
+def test_a_failed_transaction_keeps_what_another_writer_stored_meanwhile(dynamodb: Any) -> None:
+    """The race seen in review: T1 snapshots an item, T2 stores it, T1 fails on it: T2's write must survive."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    backend = dynamodb_backends["123456789012"]["us-east-1"]
+    wrapped = DynamoDBBackend.transact_write_items
+    refused = put("a", "event")
+    refused["Put"]["ConditionExpression"] = "attribute_not_exists(pk)"
+    other_writer = put("a", "event", v="stored by T2")["Put"]["Item"]
+    original_get = backend.get_item
+    calls = {"n": 0}
+
+    def get_then_race(table_name: str, key: dict[str, Any], projection: Any = None) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:  # right after T1's snapshot, T2 writes the item
+            snapshot = original_get(table_name, key)
+            backend.put_item("a", other_writer)
+            return snapshot
+        return original_get(table_name, key)
+
+    backend.get_item = get_then_race  # type: ignore[method-assign,assignment]
+    try:
+        with pytest.raises(Exception, match="ConditionalCheckFailed"):  # moto's own exception, backend level
+            wrapped(backend, [refused])
+    finally:
+        del backend.get_item
+    assert dynamodb.get_item(TableName="a", Key={"pk": {"S": "event"}})["Item"]["v"]["S"] == "stored by T2"

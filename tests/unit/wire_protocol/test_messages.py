@@ -125,3 +125,19 @@ def test_nothing_from_the_cloud_can_smuggle_an_ami_action(command: dict[str, str
 def test_deeply_nested_json_is_bad_json_not_a_crash() -> None:
     with pytest.raises(ProtocolError, match="bad_json"):
         decode_agent_message("[" * 5000)
+
+
+def test_values_the_cloud_could_never_store_are_refused_at_the_door() -> None:
+    lone = '{"type": "heartbeat", "sent_at": "2026-01-01T00:00:00Z", "outbox_depth": 0, "x": "\\ud800"}'
+    with pytest.raises(ProtocolError, match="bad_json"):
+        decode_agent_message(lone)
+    paired = '{"type": "hello", "agent_version": "\\ud83d\\ude00"}'  # an emoji: a valid pair
+    assert decode_agent_message(paired) == Hello(agent_version="\U0001f600")
+    long_call = {"type": "ringing", "call_id": "x" * 300, "seq": 1, "at": "2026-01-01T00:00:00Z", "extension": "1"}
+    with pytest.raises(ProtocolError, match="invalid_message"):
+        decode_agent_message(json.dumps({"type": "call_events", "events": [{"seq": 1, "event": long_call}]}))
+    with pytest.raises(ProtocolError, match="invalid_message"):
+        decode_agent_message(json.dumps({"type": "command_result", "command_id": "", "ok": True, "code": "x"}))
+    with pytest.raises(ProtocolError) as caught:
+        decode_agent_message(json.dumps({"type": "t" * 20_000}))
+    assert len(caught.value.message) < 200  # the error quotes only the start of the bad value

@@ -379,7 +379,8 @@ def test_an_error_is_never_answered_with_an_error(outbox: Outbox) -> None:
 
 
 def test_an_event_too_large_for_any_message_is_set_aside_and_the_rest_flows(outbox: Outbox) -> None:
-    outbox.append([ringing("a", 1), ringing("x" * 40_000, 1), ringing("a", 2)])
+    huge = CallRinging(call_id="b", seq=1, at=datetime(2026, 1, 1, tzinfo=UTC), extension="1" * 40_000)
+    outbox.append([ringing("a", 1), huge, ringing("a", 2)])
     protocol = link(outbox)
     assert seqs(connected(protocol)) == [1, 3]
     assert outbox.stats().rejected == 1
