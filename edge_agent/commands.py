@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from edge_agent.ami.originate import OriginateRequest, OriginateResult
-from edge_agent.errors import AmiConnectionError, EdgeAgentError
+from edge_agent.errors import AmiActionLostError, AmiConnectionError, EdgeAgentError
 from edge_agent.outbox import Outbox
 from wire_protocol.messages import AgentSettings, Command, CommandResult, OriginateCommand, OriginateSettings
 
@@ -93,6 +93,8 @@ class CommandExecutor:
         log.info("commands: %s: originate from %s to %s", command_id, body.extension, request.number)
         try:
             result = await self._originate(request)
+        except AmiActionLostError as exc:  # sent, then the link died: it may be ringing; never say "try again"
+            return CommandResult(command_id=command_id, ok=False, code="unknown", message=str(exc))
         except AmiConnectionError as exc:
             return CommandResult(command_id=command_id, ok=False, code="pbx_unavailable", message=str(exc))
         except TimeoutError:

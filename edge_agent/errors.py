@@ -43,6 +43,10 @@ class AmiConnectionError(AmiError):
     pass
 
 
+class AmiActionLostError(AmiConnectionError):
+    """The connection died after the action went out: it may have run (an Originate may be ringing)."""
+
+
 class OutboxError(EdgeAgentError):
     """The outbox file cannot be opened or written (disk full, permissions, corruption)."""
 

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from edge_agent.ami.framing import AmiFramer, AmiMessage
 from edge_agent.ami.originate import OriginateRequest, OriginateResult, originate_action, originate_result
 from edge_agent.backoff import Backoff
-from edge_agent.errors import AmiAuthError, AmiConnectionError, AmiError, AmiPermissionError
+from edge_agent.errors import AmiActionLostError, AmiAuthError, AmiConnectionError, AmiError, AmiPermissionError
 
 __all__ = ["AmiConnector", "AmiSettings", "AmiSink"]
 
@@ -137,6 +137,7 @@ class AmiConnector:
         self._session: _Session | None = None
         self._lost = asyncio.Event()
         self._stopping = False
+        self._stop_requested = asyncio.Event()
         self._held: list[AmiMessage] | None = None
         self.connected = asyncio.Event()
         self.sessions = 0
@@ -162,8 +163,18 @@ class AmiConnector:
                     break
                 delay = self._backoff.next_delay()
                 log.warning("AMI %s: %s; reconnecting in %.1f s", self.settings.address, _describe(exc), delay)
-                await self._sleep(delay)
+                await self._pause(delay)
         self._close()
+
+    async def _pause(self, delay: float) -> None:
+        """The backoff delay, cut short by :meth:`stop` (a SIGTERM must not wait out a 60 s backoff)."""
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        stopper = asyncio.ensure_future(self._stop_requested.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stopper.cancel()
 
     @property
     def stopping(self) -> bool:
@@ -171,6 +182,7 @@ class AmiConnector:
 
     async def stop(self) -> None:
         self._stopping = True
+        self._stop_requested.set()
         self._lost.set()
         self._close()
 
@@ -306,7 +318,7 @@ class AmiConnector:
             return waiter.result()
         waiter.cancel()
         if lost.done() or self._lost.is_set():
-            raise AmiConnectionError(f"connection lost while waiting for the answer to {what}")
+            raise AmiActionLostError(f"connection lost while waiting for the answer to {what}")
         raise TimeoutError(f"no answer to {what} within {timeout:g} s")
 
     def _on_raw_event(self, message: AmiMessage) -> None:

@@ -321,3 +321,16 @@ async def test_a_sink_that_fails_on_one_event_costs_neither_the_session_nor_the_
             await sink.wait_for(lambda: bool(sink.named("Newchannel")))
         assert [m["Uniqueid"] for m in sink.named("Newchannel")] == ["fine"]
         assert connector.sessions == 1 and "disk full" in caplog.text
+
+
+async def test_stop_cuts_the_reconnect_backoff_short() -> None:
+    server = FakeAmiServer({"edge": AGENT})
+    await server.start()
+    port = server.port
+    await server.stop()  # Asterisk is down: the connector waits out a long backoff
+    connector = AmiConnector(settings(port), Recorder(), backoff=Backoff(initial=30, maximum=30, rng=lambda: 1.0))
+    task = asyncio.ensure_future(connector.run())
+    await asyncio.sleep(0.3)  # the first attempt failed; now it sleeps 30 s
+    assert not task.done()
+    await connector.stop()
+    await asyncio.wait_for(task, 2)  # not 30 s

@@ -8,7 +8,7 @@ import pytest
 
 from edge_agent.ami.originate import OriginateRequest, OriginateResult
 from edge_agent.commands import CommandExecutor
-from edge_agent.errors import AmiConnectionError
+from edge_agent.errors import AmiActionLostError, AmiConnectionError
 from edge_agent.outbox import Outbox
 from wire_protocol.messages import (
     AgentSettings,
@@ -86,6 +86,7 @@ async def test_a_command_delivered_twice_rings_once_and_is_answered_twice(tmp_pa
     [
         (OriginateResult("c1", False, "busy", "OriginateResponse Failure"), "busy", False),
         (AmiConnectionError("not connected to AMI"), "pbx_unavailable", False),
+        (AmiActionLostError("connection lost while waiting for the answer to Originate"), "unknown", False),
         (TimeoutError(), "timeout", False),
         (RuntimeError("boom"), "failed", False),
     ],
