@@ -182,6 +182,19 @@ def _base(lab: Lab, since: int, call_id: str, direction: str, **fields: Any) -> 
     return summary
 
 
+def _inbound(lab: Lab, since: int, call_id: str, line: str, **fields: Any) -> CallSummary:
+    """The customer calls ``line``: what every such scenario shares (no transfer unless it says so), then its own
+    fields."""
+    shared: dict[str, Any] = {
+        "external_number": CUSTOMER,
+        "line": line,
+        "caller_extension": None,
+        "transfers": [],
+        "recording": _recording(lab, call_id, since),
+    }
+    return _base(lab, since, call_id, "inbound", **(shared | fields))
+
+
 # ------------------------------------------------------------------------------------------------ inbound
 async def inbound_direct_answered(lab: Lab) -> list[CallSummary]:
     since = await _prepare(lab, {"101": "answer"})
@@ -189,21 +202,16 @@ async def inbound_direct_answered(lab: Lab) -> list[CallSummary]:
     cid = await _call_id(lab, since, channel_prefix="PJSIP/carrier-", exten=LINE_101)
     await _finish(lab, cid)
     return [
-        _base(
+        _inbound(
             lab,
             since,
             cid,
-            "inbound",
-            external_number=CUSTOMER,
-            line=LINE_101,
-            caller_extension=None,
+            LINE_101,
             rang=["101"],
             answered_by="101",
-            transfers=[],
             final_extension="101",
             result="answered",
             talk_seconds=talk(3),
-            recording=_recording(lab, cid, since),
         )
     ]
 
@@ -215,21 +223,16 @@ async def inbound_direct_missed(lab: Lab) -> list[CallSummary]:
     cid = await _call_id(lab, since, channel_prefix="PJSIP/carrier-", exten=LINE_101)
     await _finish(lab, cid, timeout=24)
     return [
-        _base(
+        _inbound(
             lab,
             since,
             cid,
-            "inbound",
-            external_number=CUSTOMER,
-            line=LINE_101,
-            caller_extension=None,
+            LINE_101,
             rang=["101"],
             answered_by=None,
-            transfers=[],
             final_extension=None,
             result="missed",
             talk_seconds=(0.0, 0.0),
-            recording=_recording(lab, cid, since),
         )
     ]
 
@@ -243,21 +246,16 @@ async def inbound_caller_hangs_up_ringing(lab: Lab) -> list[CallSummary]:
     await lab.world.hangup_customer(CUSTOMER)
     await _finish(lab, cid)
     return [
-        _base(
+        _inbound(
             lab,
             since,
             cid,
-            "inbound",
-            external_number=CUSTOMER,
-            line=LINE_101,
-            caller_extension=None,
+            LINE_101,
             rang=["101"],
             answered_by=None,
-            transfers=[],
             final_extension=None,
             result="missed",
             talk_seconds=(0.0, 0.0),
-            recording=_recording(lab, cid, since),
         )
     ]
 
@@ -270,20 +268,15 @@ async def inbound_busy(lab: Lab) -> list[CallSummary]:
     cid = await _call_id(lab, since, channel_prefix="PJSIP/carrier-", exten=LINE_101)
     await _finish(lab, cid)
     return [
-        _base(
+        _inbound(
             lab,
             since,
             cid,
-            "inbound",
-            external_number=CUSTOMER,
-            line=LINE_101,
-            caller_extension=None,
+            LINE_101,
             answered_by=None,
-            transfers=[],
             final_extension=None,
             result="missed",
             talk_seconds=(0.0, 0.0),
-            recording=_recording(lab, cid, since),
         )
     ]
 
@@ -295,21 +288,16 @@ async def inbound_queue_answered(lab: Lab) -> list[CallSummary]:
     cid = await _call_id(lab, since, channel_prefix="PJSIP/carrier-", exten=LINE_Q500)
     await _finish(lab, cid)
     return [
-        _base(
+        _inbound(
             lab,
             since,
             cid,
-            "inbound",
-            external_number=CUSTOMER,
-            line=LINE_Q500,
-            caller_extension=None,
+            LINE_Q500,
             rang=_ring_order(lab, since, cid),
             answered_by="102",
-            transfers=[],
             final_extension="102",
             result="answered",
             talk_seconds=talk(3),
-            recording=_recording(lab, cid, since),
         )
     ]
 
@@ -325,21 +313,16 @@ async def inbound_queue_abandoned(lab: Lab) -> list[CallSummary]:
     await lab.world.hangup_customer(CUSTOMER)
     await _finish(lab, cid)
     return [
-        _base(
+        _inbound(
             lab,
             since,
             cid,
-            "inbound",
-            external_number=CUSTOMER,
-            line=LINE_Q500,
-            caller_extension=None,
+            LINE_Q500,
             rang=_ring_order(lab, since, cid),
             answered_by=None,
-            transfers=[],
             final_extension=None,
             result="missed",
             talk_seconds=(0.0, 0.0),
-            recording=_recording(lab, cid, since),
         )
     ]
 
@@ -351,21 +334,16 @@ async def inbound_queue_local_members(lab: Lab) -> list[CallSummary]:
     cid = await _call_id(lab, since, channel_prefix="PJSIP/carrier-", exten=LINE_Q501)
     await _finish(lab, cid)
     return [
-        _base(
+        _inbound(
             lab,
             since,
             cid,
-            "inbound",
-            external_number=CUSTOMER,
-            line=LINE_Q501,
-            caller_extension=None,
+            LINE_Q501,
             rang=_ring_order(lab, since, cid),
             answered_by="103",
-            transfers=[],
             final_extension="103",
             result="answered",
             talk_seconds=talk(3),
-            recording=_recording(lab, cid, since),
         )
     ]
 
@@ -377,21 +355,16 @@ async def inbound_ring_group(lab: Lab) -> list[CallSummary]:
     cid = await _call_id(lab, since, channel_prefix="PJSIP/carrier-", exten=LINE_RG600)
     await _finish(lab, cid)
     return [
-        _base(
+        _inbound(
             lab,
             since,
             cid,
-            "inbound",
-            external_number=CUSTOMER,
-            line=LINE_RG600,
-            caller_extension=None,
+            LINE_RG600,
             rang=_ring_order(lab, since, cid),
             answered_by="101",
-            transfers=[],
             final_extension="101",
             result="answered",
             talk_seconds=talk(3),
-            recording=_recording(lab, cid, since),
         )
     ]
 
@@ -433,21 +406,16 @@ async def inbound_pickup(lab: Lab, code: str = "*8") -> list[CallSummary]:
     await lab.world.phone_dial("102", code)
     await _finish(lab, cid)
     return [
-        _base(
+        _inbound(
             lab,
             since,
             cid,
-            "inbound",
-            external_number=CUSTOMER,
-            line=LINE_101,
-            caller_extension=None,
+            LINE_101,
             rang=["101"],
             answered_by="102",
-            transfers=[],
             final_extension="102",
             result="answered",
             talk_seconds=talk(4),
-            recording=_recording(lab, cid, since),
         )
     ]
 
@@ -470,20 +438,16 @@ async def blind_transfer(lab: Lab) -> list[CallSummary]:
     await lab.world.hangup_customer(CUSTOMER)
     await _finish(lab, cid)
     return [
-        _base(
+        _inbound(
             lab,
             since,
             cid,
-            "inbound",
-            external_number=CUSTOMER,
-            line=LINE_101,
-            caller_extension=None,
+            LINE_101,
             rang=["101", "102"],
             answered_by="101",
             transfers=[transfer("101", "102", "blind")],
             final_extension="102",
             result="answered",
-            recording=_recording(lab, cid, since),
         )
     ]
 
@@ -506,20 +470,16 @@ async def attended_transfer(lab: Lab) -> list[CallSummary]:
     await lab.world.hangup_customer(CUSTOMER)
     await _finish(lab, cid)
     return [
-        _base(
+        _inbound(
             lab,
             since,
             cid,
-            "inbound",
-            external_number=CUSTOMER,
-            line=LINE_101,
-            caller_extension=None,
+            LINE_101,
             rang=["101", "102"],
             answered_by="101",
             transfers=[transfer("101", "102", "attended")],
             final_extension="102",
             result="answered",
-            recording=_recording(lab, cid, since),
         )
     ]
 
