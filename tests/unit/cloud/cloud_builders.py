@@ -24,6 +24,8 @@ from wire_protocol.messages import CallEventsBatch, CloudMessage, SequencedEvent
 PROJECT_DIR = str(Path(cloud.app.__file__).resolve().parent)
 API_ID = "abc123"
 REGION = "us-east-1"
+CID = "CID1="  # the connection the ``agent_id`` fixture is on
+
 AT = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
 

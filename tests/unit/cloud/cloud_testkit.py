@@ -6,6 +6,7 @@ would collide with ``tests/live/conftest.py`` under mypy. Builders and inspector
 * ``rt``: a :class:`cloud.runtime.Runtime` on moto (``mock_aws``) with every table created under ``test-``,
   also installed as the Chalice app's runtime.
 * ``client``: ``chalice.test.Client`` over ``cloud.app.app`` with the ``dev`` stage of ``cloud/.chalice``.
+* ``agent_id``: an agent of ``portal-a`` already connected on :data:`cloud_builders.CID`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from collections.abc import Iterator
 import boto3  # type: ignore[import-untyped]
 import pytest
 from chalice.test import Client
-from cloud_builders import PROJECT_DIR, REGION
+from cloud_builders import CID, PROJECT_DIR, REGION
 from moto import mock_aws
 
 import cloud.app
+from cloud.agents import connections, tokens
 from cloud.runtime import Runtime
 from cloud.settings import Settings
 from cloud.storage.tables import create_tables
@@ -49,3 +51,10 @@ def rt() -> Iterator[Runtime]:
 @pytest.fixture
 def client(rt: Runtime) -> Client:
     return Client(cloud.app.app, stage_name="dev", project_dir=PROJECT_DIR)
+
+
+@pytest.fixture
+def agent_id(rt: Runtime) -> str:
+    agent_id, _ = tokens.issue_token(rt, "portal-a", "Head office")
+    connections.record(rt, "portal-a", agent_id, CID)
+    return agent_id

@@ -6,9 +6,9 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from cloud_builders import batch, ringing, started
+from cloud_builders import CID, batch, ringing, started
 
-from cloud.agents import connections, tokens
+from cloud.agents import tokens
 from cloud.calls import store
 from cloud.errors import StorageConflict
 from cloud.link import acks
@@ -18,15 +18,6 @@ from wire_protocol.call_events import CallEvent
 from wire_protocol.messages import Ack, SequencedEvent, batch_events
 
 pytest_plugins = ["cloud_testkit"]
-
-CID = "CID1="
-
-
-@pytest.fixture
-def agent_id(rt: Runtime) -> str:
-    agent_id, _ = tokens.issue_token(rt, "portal-a", "Head office")
-    connections.record(rt, "portal-a", agent_id, CID)
-    return agent_id
 
 
 def calls(first: int, last: int) -> list[tuple[int, CallEvent]]:

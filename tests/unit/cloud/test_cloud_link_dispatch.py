@@ -9,9 +9,9 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from cloud_builders import batch, ended, ringing, started
+from cloud_builders import CID, batch, ended, ringing, started
 
-from cloud.agents import connections, tokens
+from cloud.agents import connections
 from cloud.agents.commands import get_command
 from cloud.calls import store
 from cloud.calls.store import get_call, list_events
@@ -31,15 +31,6 @@ from wire_protocol.messages import (
 )
 
 pytest_plugins = ["cloud_testkit"]
-
-CID = "CID1="
-
-
-@pytest.fixture
-def agent_id(rt: Runtime) -> str:
-    agent_id, _ = tokens.issue_token(rt, "portal-a", "Head office")
-    connections.record(rt, "portal-a", agent_id, CID)
-    return agent_id
 
 
 def handle(rt: Runtime, body: str | bytes | None) -> Outcome:
