@@ -1,7 +1,9 @@
 """Comparing the calls the agent reported with the calls a scenario knows it made.
 
 An expectation is a dict of summary fields (only those the scenario is sure of), matched to a reported call by
-``call_id``. ``talk_seconds`` may be a ``[low, high]`` range, since a call's talk time depends on SIP timing.
+``call_id``. ``talk_seconds`` may be a ``[low, high]`` range, since a call's talk time depends on SIP timing;
+``rang`` may be an :class:`AnyOrder` list, since phones a queue or ring group rings at once start ringing within
+the same millisecond and no order between them is the true one.
 """
 
 from __future__ import annotations
@@ -9,13 +11,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["mismatches"]
+__all__ = ["AnyOrder", "mismatches"]
+
+
+class AnyOrder(list[str]):
+    """Expected items whose order is not part of the expectation (it still serializes as a JSON list)."""
 
 
 def _matches(field: str, want: Any, got: Any) -> bool:
     if field == "talk_seconds" and isinstance(want, list | tuple):
         low, high = want
         return isinstance(got, int) and low <= got <= high
+    if isinstance(want, AnyOrder):
+        return isinstance(got, list) and sorted(want) == sorted(got)
     return bool(want == got)
 
 

@@ -1,4 +1,4 @@
-from sandbox.call_expectations import mismatches
+from sandbox.call_expectations import AnyOrder, mismatches
 
 
 def test_reports_missing_calls_wrong_fields_and_talk_ranges() -> None:
@@ -9,3 +9,11 @@ def test_reports_missing_calls_wrong_fields_and_talk_ranges() -> None:
     ]
     assert mismatches([{"call_id": "a", "rang": ["102"]}], reported) == ["call a: rang is ['101'], expected ['102']"]
     assert mismatches([{"call_id": "b"}], reported) == ["call b: not reported (reported: ['a'])"]
+
+
+def test_rang_in_any_order_ignores_order_but_not_members() -> None:
+    reported = [{"call_id": "a", "rang": ["101", "102"]}]
+    assert mismatches([{"call_id": "a", "rang": AnyOrder(["102", "101"])}], reported) == []
+    assert mismatches([{"call_id": "a", "rang": ["102", "101"]}], reported) != []
+    assert mismatches([{"call_id": "a", "rang": AnyOrder(["102"])}], reported) != []
+    assert mismatches([{"call_id": "a", "rang": AnyOrder(["101", "102", "103"])}], reported) != []
