@@ -28,9 +28,18 @@ COMMAND_TTL_SECONDS = 30 * 24 * 3600
 
 
 def send_command(
-    rt: Runtime, tenant: str, agent_id: str, command: Command, gateway: ConnectionGateway | None = None
+    rt: Runtime,
+    tenant: str,
+    agent_id: str,
+    command: Command,
+    gateway: ConnectionGateway | None = None,
+    *,
+    crm_call_id: str | None = None,
 ) -> None:
     """Push ``command`` to the agent's live connection.
+
+    ``crm_call_id``: the Bitrix24 CALL_ID of the click-to-call this command places; the call it makes then
+    finishes that CALL_ID instead of registering a new one (``cloud.crm``).
 
     Raises :class:`UnknownAgent` (no such agent in this tenant), :class:`RevokedAgent`, :class:`AgentOffline`
     (no live connection, or it turned out gone: the mapping is dropped), :class:`CommandConflict` (the id was
@@ -55,6 +64,7 @@ def send_command(
                     "status": "sent",
                     "sent_at": now_iso(),
                     "expires_at": int(time.time()) + COMMAND_TTL_SECONDS,
+                    "crm_call_id": crm_call_id,
                 }
             ),
             ConditionExpression="attribute_not_exists(command_id) OR agent_id = :a",

@@ -62,6 +62,8 @@ class CallState(BaseModel):
     answered_seq: int | None = None
     #: By per-call seq (as a string: DynamoDB map keys are strings).
     transfers: dict[str, Transfer] = Field(default_factory=dict)
+    #: When each transfer happened, by the same key: where one leg of the call ends and the next begins.
+    transfer_times: dict[str, datetime] = Field(default_factory=dict)
     #: From the latest ``recording`` event; the summary's ``recording`` is the final word once the call ended.
     recording: str | None = None
     recording_path: str | None = None
@@ -142,6 +144,9 @@ def apply_event(state: CallState, agent_seq: int, event: CallEvent) -> CallState
         case CallRingStopped():
             update["rings"] = _ring(state, event.extension, event.seq, ringing=False)
         case CallAnswered():
+            if event.extension is not None:
+                # answering ends that phone's ringing (the agent sends no ring_stopped for the first answer)
+                update["rings"] = _ring(state, event.extension, event.seq, ringing=False)
             if _earlier(event.seq, state.answered_seq):
                 update["answered_seq"] = event.seq
                 if state.summary is None:
@@ -150,6 +155,7 @@ def apply_event(state: CallState, agent_seq: int, event: CallEvent) -> CallState
                     update["answered_at"] = event.at
         case CallTransferred():
             update["transfers"] = {**state.transfers, str(event.seq): event.transfer}
+            update["transfer_times"] = {**state.transfer_times, str(event.seq): event.at}
         case CallRecording():
             if state.recording_seq is None or event.seq > state.recording_seq:
                 update |= {"recording": event.file, "recording_path": event.path, "recording_seq": event.seq}

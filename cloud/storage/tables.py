@@ -67,6 +67,32 @@ TABLES: Final[dict[str, dict[str, Any]]] = {
         "AttributeDefinitions": _s("tenant", "command_id"),
         "BillingMode": "PAY_PER_REQUEST",
     },
+    # The tenant's CRM settings (``cloud.crm.settings``): one item per tenant, ``crm`` = the JSON document.
+    "settings": {
+        "KeySchema": _key("tenant"),
+        "AttributeDefinitions": _s("tenant"),
+        "BillingMode": "PAY_PER_REQUEST",
+    },
+    # Extension → Bitrix24 user map per tenant, cached from ``user.get`` (``cloud.crm.directory``).
+    "directories": {
+        "KeySchema": _key("tenant"),
+        "AttributeDefinitions": _s("tenant"),
+        "BillingMode": "PAY_PER_REQUEST",
+    },
+    # What has been done in Bitrix24 for each call (``cloud.crm.pipeline``), same key as ``calls``. Items with
+    # work pending carry ``due_shard``/``due_at`` and so appear in the sparse ``by_due`` index the sweeper reads.
+    "crm_calls": {
+        "KeySchema": _key("tenant", "call_key"),
+        "AttributeDefinitions": _s("tenant", "call_key", "due_shard", "due_at"),
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": "by_due",
+                "KeySchema": _key("due_shard", "due_at"),
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    },
 }
 
 #: The TTL attribute of the tables that have one (enabled after creation: it is not a CreateTable argument).
@@ -98,6 +124,18 @@ class TableNames:
     @property
     def commands(self) -> str:
         return self.prefix + "commands"
+
+    @property
+    def settings(self) -> str:
+        return self.prefix + "settings"
+
+    @property
+    def directories(self) -> str:
+        return self.prefix + "directories"
+
+    @property
+    def crm_calls(self) -> str:
+        return self.prefix + "crm_calls"
 
 
 def create_tables(client: Any, prefix: str) -> list[str]:

@@ -1,0 +1,133 @@
+"""The tenant's CRM settings: one pydantic schema, stored per tenant, with defaults that work on install.
+
+An admin changes them on the settings page; the CRM logic reads them for every call. Unknown keys are refused
+(a typo must not silently do nothing) and every value is checked, so a stored document always validates; a
+document written by an older version gains the new fields' defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cloud.clock import now_iso
+from cloud.crm.numbers import COUNTRIES
+from cloud.errors import CloudError
+from cloud.runtime import Runtime
+from cloud.storage.dynamo import from_item, to_item
+
+__all__ = [
+    "CardMode",
+    "ClientCreation",
+    "CrmSettings",
+    "InvalidSettings",
+    "MissedOwnerRule",
+    "load_settings",
+    "save_settings",
+]
+
+#: When a user's phone rings, the call card opens: ``ring`` at once, ``answer`` only once they answered.
+CardMode = Literal["ring", "answer", "never"]
+#: Who owns a missed call: the client's responsible manager, the last user whose phone rang, the default user.
+MissedOwnerRule = Literal["responsible", "last_rang", "default"]
+#: When an unknown number becomes a lead or contact.
+ClientCreation = Literal["never", "on_missed", "always"]
+
+
+_DEFAULT_MISSED_OWNER: tuple[MissedOwnerRule, ...] = ("responsible", "last_rang", "default")
+
+
+class InvalidSettings(CloudError):
+    """Settings that do not validate; the message lists each field and what is wrong with it."""
+
+
+class CrmSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = 1
+    #: National number forms (``8 926 …``) are read in this country (ISO 3166 alpha-2).
+    default_country: str = "RU"
+    card_mode: CardMode = "ring"
+    #: Per Bitrix24 user id: overrides ``card_mode``.
+    card_mode_by_user: dict[int, CardMode] = Field(default_factory=dict)
+    #: Who gets calls no mapped user can own (an extension with no Bitrix24 user, an IVR abandon); ``None``:
+    #: the portal's first administrator.
+    default_user_id: int | None = None
+    missed_owner: list[MissedOwnerRule] = Field(default_factory=lambda: list(_DEFAULT_MISSED_OWNER))
+    create_client: ClientCreation = "always"
+    client_kind: Literal["lead", "contact"] = "lead"
+    #: CRM source (``crm.status.list`` SOURCE status id) per line number; others get ``default_lead_source``.
+    lead_source_by_line: dict[str, str] = Field(default_factory=dict)
+    default_lead_source: str = "CALL"
+    register_outbound: bool = True
+    register_internal: bool = False
+    #: Extension → Bitrix24 user id, over what the users' ``UF_PHONE_INNER`` says; ``None`` = no user.
+    extension_overrides: dict[str, int | None] = Field(default_factory=dict)
+    #: What a hidden caller's number is registered as (Bitrix24 needs digits).
+    anonymous_number: str = Field(default="0", pattern=r"^[0-9]{1,20}$")
+    #: Post the "call finished" message to the user's chat (``ADD_TO_CHAT``).
+    add_to_chat: bool = True
+
+    @field_validator("default_country")
+    @classmethod
+    def _known_country(cls, value: str) -> str:
+        value = value.upper()
+        if value not in COUNTRIES:
+            raise ValueError(f"unsupported country {value!r}; supported: {', '.join(sorted(COUNTRIES))}")
+        return value
+
+    @field_validator("missed_owner")
+    @classmethod
+    def _owner_rules(cls, value: list[MissedOwnerRule]) -> list[MissedOwnerRule]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError("list each rule at most once, at least one")
+        return value
+
+    @field_validator("extension_overrides")
+    @classmethod
+    def _extensions(cls, value: dict[str, int | None]) -> dict[str, int | None]:
+        for extension in value:
+            if not extension or len(extension) > 40 or not extension.isprintable():
+                raise ValueError(f"bad extension {extension!r}")
+        return value
+
+    def card_mode_of(self, user_id: int) -> CardMode:
+        return self.card_mode_by_user.get(user_id, self.card_mode)
+
+    def lead_source(self, line: str | None) -> str:
+        return self.lead_source_by_line.get(line or "", self.default_lead_source)
+
+    @classmethod
+    def parse(cls, document: dict[str, Any]) -> CrmSettings:
+        """Validate a document from an admin or from storage; :class:`InvalidSettings` names every problem."""
+        try:
+            return cls.model_validate(document)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in error['loc']) or 'settings'}: {error['msg']}" for error in exc.errors()
+            )
+            raise InvalidSettings(f"settings not saved: {problems}") from None
+
+
+def load_settings(rt: Runtime, tenant: str) -> CrmSettings:
+    """The tenant's settings; the defaults when none were saved."""
+    item = rt.dynamodb.get_item(TableName=rt.tables.settings, Key=to_item({"tenant": tenant})).get("Item")
+    if item is None:
+        return CrmSettings()
+    return CrmSettings.parse(json.loads(from_item(item)["crm"]))
+
+
+def save_settings(rt: Runtime, tenant: str, settings: CrmSettings, *, by_user: int | None = None) -> None:
+    rt.dynamodb.put_item(
+        TableName=rt.tables.settings,
+        Item=to_item(
+            {
+                "tenant": tenant,
+                "crm": settings.model_dump_json(),
+                "updated_at": now_iso(),
+                "updated_by": by_user,
+            }
+        ),
+    )
