@@ -19,7 +19,7 @@ from edge_agent.calls.interpreter import CallInterpreter
 from edge_agent.trace import read_trace
 from wire_protocol.call_events import CallEvent
 
-TRACES = Path(__file__).resolve().parents[3] / "fixtures" / "traces"
+TRACES = Path(__file__).resolve().parents[2] / "fixtures" / "traces"
 CLIENT = "+79261234567"
 
 DECISIONS: dict[str, list[list[str]]] = {
