@@ -67,6 +67,13 @@ TABLES: Final[dict[str, dict[str, Any]]] = {
         "AttributeDefinitions": _s("tenant", "command_id"),
         "BillingMode": "PAY_PER_REQUEST",
     },
+    # One item per Bitrix24 portal, tenant = its member_id: install data, the application token's hash, the OAuth
+    # tokens with their ``token_version`` (cloud.tenants.store), and ``settings`` (cloud.crm.settings' own).
+    "tenants": {
+        "KeySchema": _key("tenant"),
+        "AttributeDefinitions": _s("tenant"),
+        "BillingMode": "PAY_PER_REQUEST",
+    },
 }
 
 #: The TTL attribute of the tables that have one (enabled after creation: it is not a CreateTable argument).
@@ -98,6 +105,10 @@ class TableNames:
     @property
     def commands(self) -> str:
         return self.prefix + "commands"
+
+    @property
+    def tenants(self) -> str:
+        return self.prefix + "tenants"
 
 
 def create_tables(client: Any, prefix: str) -> list[str]:

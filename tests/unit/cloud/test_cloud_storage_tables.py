@@ -23,7 +23,7 @@ def test_create_tables_is_idempotent_and_prefixes_are_separate(rt: Runtime) -> N
 
 def test_table_names_follow_the_prefix() -> None:
     names = TableNames("pbxlink-prod-")
-    assert [names.agents, names.connections, names.call_events, names.calls, names.commands] == [
-        "pbxlink-prod-" + key for key in ("agents", "connections", "call_events", "calls", "commands")
+    assert [names.agents, names.connections, names.call_events, names.calls, names.commands, names.tenants] == [
+        "pbxlink-prod-" + key for key in ("agents", "connections", "call_events", "calls", "commands", "tenants")
     ]
-    assert set(TABLES) == {"agents", "connections", "call_events", "calls", "commands"}
+    assert set(TABLES) == {"agents", "connections", "call_events", "calls", "commands", "tenants"}
