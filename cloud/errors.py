@@ -10,6 +10,7 @@
     ├── UnknownAgent                no such agent in this tenant (another tenant's agent is "unknown" too)
     ├── AgentOffline                the agent has no live connection; a command cannot reach it
     ├── CommandConflict             a command id already used for another agent of the tenant
+    ├── UnknownTenant               no such Bitrix24 portal installed (or it uninstalled the app)
     └── StorageConflict             an optimistic write kept losing to concurrent writers; retry later
 
 AWS failures (``botocore.exceptions.ClientError``) that the code cannot interpret are not wrapped: they
@@ -28,6 +29,7 @@ __all__ = [
     "RevokedAgent",
     "StorageConflict",
     "UnknownAgent",
+    "UnknownTenant",
 ]
 
 
@@ -65,3 +67,7 @@ class CommandConflict(CloudError):
 
 class StorageConflict(CloudError):
     """A conditional write lost to concurrent writers more times than it retries."""
+
+
+class UnknownTenant(CloudError):
+    """No tenant with this member id, or it has no tokens (the app was uninstalled): needs a (re)install."""

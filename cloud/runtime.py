@@ -7,27 +7,44 @@ tests and cloud-local with their own client factory.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import boto3  # type: ignore[import-untyped]
+import httpx
 
 from cloud.aws import ClientFactory
 from cloud.gateway import ConnectionGateway, management_endpoint
 from cloud.settings import Settings
 from cloud.storage.tables import TableNames
 
-__all__ = ["Runtime"]
+__all__ = ["HttpClientFactory", "Runtime", "default_http_client"]
+
+#: Builds the shared HTTP client (Bitrix24 REST and OAuth); tests pass one over ``httpx.MockTransport``.
+HttpClientFactory = Callable[[], httpx.Client]
+
+
+def default_http_client() -> httpx.Client:
+    """Short connect timeout (a dead portal must not eat the Lambda), reads bounded below API Gateway's 29 s;
+    redirects are handled by the Bitrix24 client itself (a renamed portal's 302, protocols.md §A1.5)."""
+    return httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0), follow_redirects=False)
 
 
 class Runtime:
     """DynamoDB's endpoint: ``AWS_ENDPOINT_URL_DYNAMODB`` (moto server) when set, else boto3's default."""
 
-    def __init__(self, settings: Settings, client_factory: ClientFactory = boto3.client) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client_factory: ClientFactory = boto3.client,
+        http_client_factory: HttpClientFactory = default_http_client,
+    ) -> None:
         self.settings = settings
         self.tables = TableNames(settings.table_prefix)
         self.client_factory = client_factory
+        self.http_client_factory = http_client_factory
         self._dynamodb: Any = None
+        self._http: httpx.Client | None = None
         self._gateways: dict[str, ConnectionGateway] = {}
         # boto3's default session is not thread-safe while it builds clients (cloud-local runs handlers in threads)
         self._lock = threading.Lock()
@@ -40,6 +57,14 @@ class Runtime:
                     "dynamodb", region_name=self.settings.region, endpoint_url=self.settings.dynamodb_endpoint
                 )
             return self._dynamodb
+
+    @property
+    def http(self) -> httpx.Client:
+        """One HTTP client per runtime (connection reuse across invocations of a warm Lambda)."""
+        with self._lock:
+            if self._http is None:
+                self._http = self.http_client_factory()
+            return self._http
 
     def gateway(self, request_context: Mapping[str, Any] | None = None) -> ConnectionGateway:
         """The gateway of the websocket API: from the websocket request, or from settings outside one.

@@ -9,13 +9,15 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cloud.errors import ConfigError
 
-__all__ = ["DEFAULT_TABLE_PREFIX", "Settings"]
+__all__ = ["DEFAULT_B24_OAUTH_URL", "DEFAULT_TABLE_PREFIX", "Settings"]
 
 DEFAULT_TABLE_PREFIX = "pbxlink-dev-"
+#: Bitrix24's OAuth token URL (protocols.md §A3); ``B24_OAUTH_URL`` overrides it (another host, the emulator).
+DEFAULT_B24_OAUTH_URL = "https://oauth.bitrix.info/oauth/token/"
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{0,200}$")
 
 
@@ -31,6 +33,13 @@ class Settings:
     #: ``AWS_ENDPOINT_URL_DYNAMODB`` (moto server in cloud-local); part of the settings so a runtime cached
     #: for one endpoint is never reused for another in the same process.
     dynamodb_endpoint: str | None = None
+    #: The Bitrix24 app's credentials (``B24_CLIENT_ID``/``B24_CLIENT_SECRET``); the secret only ever goes to
+    #: the OAuth server and is kept out of ``repr``.
+    b24_client_id: str = ""
+    b24_client_secret: str = field(default="", repr=False)
+    b24_oauth_url: str = DEFAULT_B24_OAUTH_URL
+    #: Our REST API's base URL (``PUBLIC_BASE_URL``), where Bitrix24 posts events: ``<base>/b24/events``.
+    public_base_url: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -46,4 +55,8 @@ class Settings:
             ws_api_id=env.get("WS_API_ID") or None,
             ws_stage=env.get("WS_STAGE") or "api",
             dynamodb_endpoint=env.get("AWS_ENDPOINT_URL_DYNAMODB") or None,
+            b24_client_id=env.get("B24_CLIENT_ID", ""),
+            b24_client_secret=env.get("B24_CLIENT_SECRET", ""),
+            b24_oauth_url=env.get("B24_OAUTH_URL") or DEFAULT_B24_OAUTH_URL,
+            public_base_url=(env.get("PUBLIC_BASE_URL") or "").rstrip("/"),
         )

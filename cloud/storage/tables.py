@@ -67,6 +67,13 @@ TABLES: Final[dict[str, dict[str, Any]]] = {
         "AttributeDefinitions": _s("tenant", "command_id"),
         "BillingMode": "PAY_PER_REQUEST",
     },
+    # One item per Bitrix24 portal, tenant = its member_id: install data, the application token's hash, the OAuth
+    # tokens with their ``token_version`` (cloud.tenants.store).
+    "tenants": {
+        "KeySchema": _key("tenant"),
+        "AttributeDefinitions": _s("tenant"),
+        "BillingMode": "PAY_PER_REQUEST",
+    },
     # The tenant's CRM settings (``cloud.crm.settings``): one item per tenant, ``crm`` = the JSON document.
     "settings": {
         "KeySchema": _key("tenant"),
@@ -136,6 +143,10 @@ class TableNames:
     @property
     def crm_calls(self) -> str:
         return self.prefix + "crm_calls"
+
+    @property
+    def tenants(self) -> str:
+        return self.prefix + "tenants"
 
 
 def create_tables(client: Any, prefix: str) -> list[str]:
