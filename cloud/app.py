@@ -1,6 +1,6 @@
-"""The cloud's Chalice app: websocket routes for edge agents. Handlers are one line each; the logic is in
-:mod:`cloud.link` (``$connect``/``$disconnect`` in :mod:`cloud.link.session`, ``$default`` in
-:mod:`cloud.link.dispatch`).
+"""The cloud's Chalice app: websocket routes for edge agents, REST routes for Bitrix24 (install, events).
+Handlers are one line each; the logic is in :mod:`cloud.link` (``$connect``/``$disconnect`` in
+:mod:`cloud.link.session`, ``$default`` in :mod:`cloud.link.dispatch`; ``/b24/*`` in :mod:`cloud.bitrix24.routes`).
 
 Chalice names the Python functions ``connect``/``message``/``disconnect`` in ``app.handler_map`` (what
 ``chalice.test.Client.lambda_.invoke`` takes); the deployed Lambdas are ``websocket_connect`` etc.
@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 
-from chalice.app import Chalice, WebsocketEvent
+from chalice.app import Chalice, Response, WebsocketEvent
 
+from cloud.bitrix24 import routes as b24
 from cloud.link import dispatch, session
 from cloud.runtime import Runtime
 from cloud.settings import Settings
@@ -52,3 +53,13 @@ def message(event: WebsocketEvent) -> None:
 @app.on_ws_disconnect()
 def disconnect(event: WebsocketEvent) -> None:
     session.on_disconnect(runtime(), event.to_dict())
+
+
+@app.route("/b24/install", methods=["POST"], content_types=b24.CONTENT_TYPES)
+def b24_install() -> Response:
+    return b24.install_route(runtime(), app.current_request)
+
+
+@app.route("/b24/events", methods=["POST"], content_types=b24.CONTENT_TYPES)
+def b24_events() -> Response:
+    return b24.events_route(runtime(), app.current_request)

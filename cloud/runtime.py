@@ -66,6 +66,13 @@ class Runtime:
                 self._http = self.http_client_factory()
             return self._http
 
+    def close(self) -> None:
+        """Close the HTTP client (tests, cloud-local); a Lambda's runtime lives as long as its container."""
+        with self._lock:
+            if self._http is not None:
+                self._http.close()
+                self._http = None
+
     def gateway(self, request_context: Mapping[str, Any] | None = None) -> ConnectionGateway:
         """The gateway of the websocket API: from the websocket request, or from settings outside one.
 

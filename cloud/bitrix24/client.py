@@ -61,7 +61,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Exponential backoff with jitter (half fixed, half random), capped."""
-        ceiling = min(self.max_delay, self.base_delay * (2.0**attempt))
+        ceiling = min(self.max_delay, self.base_delay * (2.0 ** min(attempt, 16)))
         jitter: float = self.random()
         return ceiling / 2 + jitter * ceiling / 2
 
@@ -152,6 +152,7 @@ class Bitrix24Client:
         refreshed = False
         redirects = 0
         attempt = 0
+        waited = 0.0  # counted as well as the clock: a clock that stands still must not retry forever
         while True:
             url = self.tenant.client_endpoint + method
             answer = self._send(url, method, {**params, "auth": tokens.access_token})
@@ -180,9 +181,10 @@ class Bitrix24Client:
             # rate_limited or unavailable: retry when nothing ran (or running twice is harmless) and time is left
             retryable = kind == "rate_limited" or not answer.maybe_executed or read_only
             delay = policy.delay(attempt)
-            if retryable and policy.clock() + delay <= deadline:
+            if retryable and waited + delay <= policy.budget and policy.clock() + delay <= deadline:
                 log.info("tenant %s: %s %s, retrying in %.2f s", self.tenant.tenant, method, answer.code, delay)
                 policy.sleep(delay)
+                waited += delay
                 attempt += 1
                 continue
             if kind == "rate_limited":

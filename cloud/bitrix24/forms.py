@@ -7,12 +7,13 @@ keys are exactly ``0..n-1`` is returned as a list, as the JSON side of the API r
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-__all__ = ["FormError", "encode_command", "flatten", "parse_form"]
+__all__ = ["FormError", "encode_command", "flatten", "parse_body", "parse_form"]
 
 _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 _PART = re.compile(r"\[([^\[\]]*)\]")
@@ -98,3 +99,20 @@ def parse_form(body: str) -> dict[str, Any]:
                     raise FormError(f"form key {raw_key[:60]!r} is both a value and an array")
                 node = child
     return {key: _listify(value) for key, value in root.items()}
+
+
+def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
+    """A posted body: a form (what Bitrix24 sends) or a JSON object (the docs' JSON view of the same events)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormError("the body is not UTF-8") from None
+    if content_type.split(";")[0].strip().lower() == "application/json":
+        try:
+            data = json.loads(text) if text else {}
+        except ValueError:
+            raise FormError("the body is not JSON") from None
+        if not isinstance(data, dict):
+            raise FormError("the JSON body is not an object")
+        return data
+    return parse_form(text)
