@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 
-from chalice.app import Chalice, Response, WebsocketEvent
+from chalice.app import Chalice, CloudWatchEvent, Rate, Response, WebsocketEvent
 
 from cloud.bitrix24 import routes as b24
+from cloud.crm import pipeline
 from cloud.link import dispatch, session
 from cloud.runtime import Runtime
 from cloud.settings import Settings
@@ -63,3 +64,10 @@ def b24_install() -> Response:
 @app.route("/b24/events", methods=["POST"], content_types=b24.CONTENT_TYPES)
 def b24_events() -> Response:
     return b24.events_route(runtime(), app.current_request)
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="crm_sweep")
+def crm_sweep(event: CloudWatchEvent) -> None:
+    """Calls whose Bitrix24 side is due again (deferred by a rate limit or an outage, or left by a worker that
+    died), swept for most of the minute until the next invocation."""
+    pipeline.sweep_for(runtime(), seconds=50)

@@ -185,7 +185,8 @@ class _Planner:
         progress = self.progress.leg(leg.index)
         if progress.finished:
             return [], None
-        call_id = progress.call_id or (self.ctx.click_to_call_id if leg.index == 0 else None)
+        adopted = self.ctx.click_to_call_id if leg.index == 0 and not progress.registration_lost else None
+        call_id = progress.call_id or adopted
         ops: list[Operation] = []
         visible = self.visible(leg) if current and not ended else set()
         closing = not current or ended

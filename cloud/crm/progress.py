@@ -30,6 +30,9 @@ class LegProgress(BaseModel):
     crm_entity_type: str | None = None
     crm_entity_id: int | None = None
     created_lead: int | None = None
+    #: Bitrix24 answered a finish with "Call is not found" before any finish was sent: it lost the
+    #: registration, so the leg is registered anew (never again under a click-to-call's CALL_ID).
+    registration_lost: bool = False
 
 
 class ClientInfo(BaseModel):
@@ -53,6 +56,8 @@ class CrmProgress(BaseModel):
     unmapped_extensions: tuple[str, ...] = ()
     skipped: str | None = None  # the call is deliberately not sent (an internal call, by settings)
     requests: int = 0  # Bitrix24 HTTP requests made for this call
+    refusals: int = 0  # operations Bitrix24 refused, in a row; the pipeline gives up after a few
+    last_refusal: str | None = None
 
     def leg(self, index: int) -> LegProgress:
         return self.legs.get(index) or LegProgress()

@@ -5,9 +5,11 @@ Every frame is checked against the connection registry and the agent's revocatio
 
 ==================  ==================================================================================
 ``hello``           remember the agent's versions and capabilities; answer ``welcome`` + ``settings``
-``call_events``     store every event (:func:`cloud.calls.store.record_event`), then ``ack`` the gap-free
-                    prefix stored (:mod:`cloud.link.acks`); a storage failure acks what was stored and
-                    answers ``internal`` (about ``call_events``: the agent resends)
+``call_events``     store every event (:func:`cloud.calls.store.record_event`), hand its call to the CRM
+                    pipeline (:func:`cloud.crm.pipeline.request_crm`), then ``ack`` the gap-free prefix
+                    stored (:mod:`cloud.link.acks`); a storage failure acks what was stored and answers
+                    ``internal`` (about ``call_events``: the agent resends). After the replies are sent,
+                    :func:`on_message` brings those calls' Bitrix24 side up to date.
 ``heartbeat``       refresh last-seen; no answer
 ``command_result``  store it (only for a command sent to this agent)
 ``error``           log it; never answered (two peers must not trade errors forever)
@@ -32,6 +34,8 @@ from cloud.agents.commands import record_result
 from cloud.agents.connections import Connection
 from cloud.agents.status import touch
 from cloud.calls.store import record_event
+from cloud.clock import now
+from cloud.crm.pipeline import process_call, request_crm
 from cloud.errors import UnknownAgent
 from cloud.link.acks import advance
 from cloud.runtime import Runtime
@@ -61,6 +65,8 @@ class Outcome:
     close: bool = False
     conn: Connection | None = None  # who was talking, when known (to drop the mapping if the socket is gone)
     stored: int = 0  # new events stored (for logs and tests)
+    #: Calls with events in this message, already handed to the CRM pipeline (processed after the replies).
+    crm_calls: list[str] = field(default_factory=list)
 
 
 def _not_authorized(message: str, conn: Connection | None = None) -> Outcome:
@@ -168,6 +174,17 @@ def _store_batch(rt: Runtime, conn: Connection, batch: CallEventsBatch) -> Outco
             break
         stored_up_to = item.seq
     if stored_up_to is not None:
+        touched = list(dict.fromkeys(item.event.call_id for item in batch.events if item.seq <= stored_up_to))
+        try:
+            # before the ack: an acked event whose call the CRM pipeline was not told about would never reach it
+            for call_id in touched:
+                request_crm(rt, conn.tenant, conn.agent_id, call_id, now())
+        except Exception:
+            log.exception("handing calls of %s/%s to the CRM failed", conn.tenant, conn.agent_id)
+            message = "events were stored but not queued for the CRM; resend"
+            outcome.replies.append(ErrorMessage(code="internal", message=message, about="call_events"))
+            return outcome
+        outcome.crm_calls = touched
         # After a failure only a prefix is stored: it continues from after_seq but its top is stored_up_to.
         acked = advance(rt, conn.tenant, conn.agent_id, batch.after_seq, stored_up_to)
         if failure is not None:
@@ -200,4 +217,10 @@ def on_message(rt: Runtime, event: Mapping[str, Any]) -> Outcome:
     connection_id = context["connectionId"]
     outcome = handle_agent_message(rt, connection_id, event.get("body"))
     deliver(rt, context, connection_id, outcome)
+    if outcome.conn is not None:
+        for call_id in outcome.crm_calls:  # after the ack: the agent need not wait for Bitrix24
+            try:
+                process_call(rt, outcome.conn.tenant, outcome.conn.agent_id, call_id)
+            except Exception:
+                log.exception("CRM processing of %s failed; the sweeper retries it", call_id)
     return outcome

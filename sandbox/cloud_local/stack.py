@@ -228,6 +228,8 @@ class CloudLocal:
             self.tables = sorted(await asyncio.to_thread(creator, self.dynamodb, self.table_prefix))
             self._rest = LocalRestServer(self._app, config.host, config.rest_port)
             self._rest.start()
+            if "PUBLIC_BASE_URL" not in config.extra_env:
+                self._set_env({"PUBLIC_BASE_URL": self.rest_url})  # where Bitrix24 posts install and events
             for service in self.services:
                 await service.start(self)
                 self._started.append(service)

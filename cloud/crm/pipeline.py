@@ -1,0 +1,402 @@
+"""Where stored call events become Bitrix24 requests, exactly once per call, whatever fails.
+
+Each call has an item in ``crm_calls``: its :class:`~cloud.crm.progress.CrmProgress`, a ``wanted`` counter that
+every stored event bumps (:func:`request_crm`), the ``done`` value last fully processed, a lease, and while
+work is pending a ``due_at`` that puts it in the sweeper's index.
+
+:func:`process_call` takes the lease (a conditional write: one worker per call at a time, in any number of
+Lambdas), reads the call, and plans and executes steps until the planner has nothing to do, storing the
+progress *before* each request (what is about to be sent) and after it (what came back). It releases only if
+``wanted`` did not move meanwhile; otherwise it goes round again, so an event stored while a step was running
+is never left unprocessed. When Bitrix24 cannot be reached, rate-limits or loses authorization, the call keeps
+its progress and its ``due_at`` moves forward with backoff; :func:`sweep` (scheduled, and run by cloud-local)
+picks it up then, and also any call whose worker died mid-way (its lease expires, its ``due_at`` stays).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from cloud import clock
+from cloud.bitrix24.errors import AuthorizationLost, Bitrix24Error, PortalUnavailable, RateLimited
+from cloud.calls.state import CallState
+from cloud.calls.store import get_call
+from cloud.runtime import Runtime
+from cloud.storage.dynamo import error_code, from_item, to_item
+
+from .directory import Directory, load_directory, needs_refresh, refresh_directory, save_directory
+from .executor import RestClient, execute
+from .planner import Plan, PlanContext, plan
+from .progress import CrmProgress, mark_attempted
+from .settings import CrmSettings, load_settings
+
+__all__ = [
+    "CrmServices",
+    "Entitled",
+    "ProcessResult",
+    "call_key",
+    "crm_status",
+    "process_call",
+    "request_crm",
+    "sweep",
+    "sweep_for",
+]
+
+log = logging.getLogger("cloud.crm")
+
+LEASE = timedelta(seconds=90)  # longer than one pass can take; a dead worker's call waits this long
+SAFETY_DELAY = timedelta(seconds=30)  # a requested call not processed by then is the sweeper's
+BLOCKED_RECHECK = timedelta(minutes=10)
+MAX_BACKOFF = timedelta(minutes=15)
+MAX_REFUSALS = 3
+MAX_STEPS = 12  # per pass; a call needs a handful
+DUE_SHARD = "due"
+
+
+@dataclass(frozen=True)
+class Entitled:
+    """What the tenant's license lets the CRM logic do (``cloud.licensing`` decides; all on by default)."""
+
+    calls_to_crm: bool = True
+    lead_creation: bool = True
+    responsible_routing: bool = True
+    card_users: frozenset[int] | None = None
+
+
+def _everything(rt: Runtime, tenant: str, call: CallState, directory: Directory) -> Entitled:
+    return Entitled()
+
+
+def _client_for(rt: Runtime, tenant: str) -> RestClient:
+    from cloud.bitrix24.client import client_for
+
+    return client_for(rt, tenant)
+
+
+@dataclass
+class CrmServices:
+    """The pipeline's collaborators, injectable: the Bitrix24 client, the clock, the license."""
+
+    client_for: Callable[[Runtime, str], RestClient] = _client_for
+    now: Callable[[], datetime] = clock.now
+    entitled: Callable[[Runtime, str, CallState, Directory], Entitled] = _everything
+    random: Callable[[], float] = field(default_factory=lambda: random.Random().random)
+
+
+@dataclass
+class ProcessResult:
+    status: str  # done | waiting | blocked | skipped | deferred | busy | failed | missing
+    requests: int = 0
+    detail: str | None = None
+
+
+def call_key(agent_id: str, call_id: str) -> str:
+    return f"{agent_id}#{call_id}"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds")
+
+
+def request_crm(rt: Runtime, tenant: str, agent_id: str, call_id: str, now: datetime) -> None:
+    """Note that ``call`` has new events to reflect in Bitrix24 (after they are stored, before processing)."""
+    rt.dynamodb.update_item(
+        TableName=rt.tables.crm_calls,
+        Key=to_item({"tenant": tenant, "call_key": call_key(agent_id, call_id)}),
+        UpdateExpression="ADD wanted :one SET agent_id = :a, call_id = :c, due_shard = :d, due_at = :due",
+        ExpressionAttributeValues=to_item(
+            {":one": 1, ":a": agent_id, ":c": call_id, ":d": DUE_SHARD, ":due": _iso(now + SAFETY_DELAY)}
+        ),
+    )
+
+
+class _LeaseLost(Exception):
+    """Another worker took the call over (this one outlived its lease)."""
+
+
+class _Worker:
+    def __init__(self, rt: Runtime, services: CrmServices, tenant: str, key: str) -> None:
+        self.rt, self.services, self.tenant, self.key = rt, services, tenant, key
+        self.me = uuid.uuid4().hex
+        self.table = rt.tables.crm_calls
+        self.item_key = to_item({"tenant": tenant, "call_key": key})
+
+    def _update(self, expression: str, values: dict[str, Any], condition: str, **extra: Any) -> dict[str, Any]:
+        response = self.rt.dynamodb.update_item(
+            TableName=self.table,
+            Key=self.item_key,
+            UpdateExpression=expression,
+            ConditionExpression=condition,
+            ExpressionAttributeValues=to_item(values),
+            **extra,
+        )
+        return from_item(response.get("Attributes", {}))
+
+    def acquire(self) -> dict[str, Any] | None:
+        now = self.services.now()
+        try:
+            return self._update(
+                "SET lease_owner = :me, lease_until = :until",
+                {":me": self.me, ":until": _iso(now + LEASE), ":now": _iso(now)},
+                "attribute_exists(call_key) AND (attribute_not_exists(lease_until) OR lease_until < :now)",
+                ReturnValues="ALL_NEW",
+            )
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
+
+    def save(self, progress: CrmProgress, status: str, detail: str | None = None) -> None:
+        try:
+            self._update(
+                "SET progress = :p, crm_status = :s, crm_detail = :d, requests = :r, lease_until = :until",
+                {
+                    ":p": progress.model_dump_json(),
+                    ":s": status,
+                    ":d": detail or "",
+                    ":r": progress.requests,
+                    ":until": _iso(self.services.now() + LEASE),
+                    ":me": self.me,
+                },
+                "lease_owner = :me",
+            )
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise _LeaseLost from None
+            raise
+
+    def release(self, wanted: int, *, due: datetime | None) -> bool:
+        """Give the lease back; ``False`` if ``wanted`` moved (more events arrived: go round again)."""
+        values: dict[str, Any] = {":me": self.me, ":w": wanted}
+        if due is None:
+            expression = "SET done = :w REMOVE lease_owner, lease_until, due_at, due_shard"
+        else:
+            expression = "SET done = :w, due_shard = :d, due_at = :due REMOVE lease_owner, lease_until"
+            values |= {":d": DUE_SHARD, ":due": _iso(due)}
+        try:
+            self._update(expression, values, "lease_owner = :me AND wanted = :w")
+            return True
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+        current = self.read()
+        if current.get("lease_owner") != self.me:
+            raise _LeaseLost
+        return False
+
+    def defer(self, due: datetime, attempts: int) -> None:
+        try:
+            self._update(
+                "SET due_shard = :d, due_at = :due, attempts = :n REMOVE lease_owner, lease_until",
+                {":me": self.me, ":d": DUE_SHARD, ":due": _iso(due), ":n": attempts},
+                "lease_owner = :me",
+            )
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    def read(self) -> dict[str, Any]:
+        response = self.rt.dynamodb.get_item(TableName=self.table, Key=self.item_key, ConsistentRead=True)
+        return from_item(response.get("Item", {}))
+
+
+def _context(rt: Runtime, services: CrmServices, tenant: str, call: CallState, client: RestClient) -> PlanContext:
+    settings: CrmSettings = load_settings(rt, tenant)
+    directory = load_directory(rt, tenant)
+    now = services.now()
+    extensions = {*call.rang, *(e for e in (call.answered_by, call.caller_extension) if e)}
+    unknown = any(directory.user_of(e, settings) is None for e in extensions if e not in settings.extension_overrides)
+    if needs_refresh(directory, now, unknown_extension=unknown):
+        try:
+            directory = refresh_directory(client, directory, now)
+            save_directory(rt, tenant, directory)
+        except Bitrix24Error as exc:
+            if directory.fetched_at is None:
+                raise
+            log.warning("tenant %s: user map not refreshed (%s); using the cached one", tenant, exc)
+    entitled = services.entitled(rt, tenant, call, directory)
+    click_to_call_id = None
+    if call.command_id:
+        from cloud.agents.commands import get_command
+
+        command = get_command(rt, tenant, call.command_id) or {}
+        if command.get("agent_id") == call.agent_id:
+            click_to_call_id = command.get("crm_call_id") or None
+    return PlanContext(
+        settings=settings,
+        directory=directory,
+        click_to_call_id=click_to_call_id,
+        card_users=entitled.card_users,
+        calls_to_crm=entitled.calls_to_crm,
+        lead_creation=entitled.lead_creation,
+        responsible_routing=entitled.responsible_routing,
+    )
+
+
+def _record_unmapped(rt: Runtime, tenant: str, extensions: tuple[str, ...], now: datetime) -> None:
+    if not extensions:
+        return
+    directory = load_directory(rt, tenant)
+    unmapped = {**directory.unmapped, **dict.fromkeys(extensions, now)}
+    save_directory(rt, tenant, directory.model_copy(update={"unmapped": unmapped}))
+
+
+def _backoff(services: CrmServices, attempts: int, floor: float = 1.0) -> timedelta:
+    seconds = min(MAX_BACKOFF.total_seconds(), max(floor, 2.0 ** min(attempts, 12)))
+    return timedelta(seconds=seconds * (0.5 + services.random() / 2))
+
+
+def process_call(
+    rt: Runtime, tenant: str, agent_id: str, call_id: str, services: CrmServices | None = None
+) -> ProcessResult:
+    """Bring the call's Bitrix24 side up to date; see the module docstring. Never raises for Bitrix24 trouble."""
+    services = services or CrmServices()
+    worker = _Worker(rt, services, tenant, call_key(agent_id, call_id))
+    item = worker.acquire()
+    if item is None:
+        return ProcessResult("busy")  # another worker has it, and will see our ``wanted`` bump
+    progress = CrmProgress.model_validate_json(item["progress"]) if item.get("progress") else CrmProgress()
+    attempts = int(item.get("attempts", 0))
+    requests_before = progress.requests
+    try:
+        for _ in range(10):  # passes: one more each time events arrive during the previous one
+            wanted = int(item.get("wanted", 0))
+            call = get_call(rt, tenant, agent_id, call_id)
+            if call is None:
+                worker.release(wanted, due=None)
+                return ProcessResult("missing", detail="no such call")
+            client = services.client_for(rt, tenant)
+            ctx = _context(rt, services, tenant, call, client)
+            progress, step, stale = _run_steps(worker, client, call, progress, ctx)
+            _record_unmapped(rt, tenant, step.unmapped, services.now())
+            if stale:  # Bitrix24 refused a user we mapped: read the users again and replan
+                save_directory(rt, tenant, ctx.directory.model_copy(update={"fetched_at": None}))
+                worker.save(progress, "sending")
+                continue
+            status, due, detail = _status(step, progress, services)
+            worker.save(progress, status, detail)
+            if worker.release(wanted, due=due):
+                return ProcessResult(status, progress.requests - requests_before, detail)
+            item = worker.read()
+        return ProcessResult("waiting", progress.requests - requests_before)
+    except _LeaseLost:
+        return ProcessResult("busy", progress.requests - requests_before, "lease lost to another worker")
+    except (RateLimited, PortalUnavailable, AuthorizationLost) as exc:
+        floor = exc.retry_after if isinstance(exc, RateLimited) else 1.0
+        if isinstance(exc, AuthorizationLost):
+            floor = BLOCKED_RECHECK.total_seconds()
+        due = services.now() + _backoff(services, attempts, floor)
+        try:
+            worker.save(progress, "deferred", str(exc))
+        except _LeaseLost:
+            return ProcessResult("busy", progress.requests - requests_before)
+        worker.defer(due, attempts + 1)
+        return ProcessResult("deferred", progress.requests - requests_before, str(exc))
+
+
+def _run_steps(
+    worker: _Worker, client: RestClient, call: CallState, progress: CrmProgress, ctx: PlanContext
+) -> tuple[CrmProgress, Plan, bool]:
+    """Plan and execute until done, blocked or stuck; the flag: the user map proved stale."""
+    step = plan(call, progress, ctx)
+    for _ in range(MAX_STEPS):
+        if not step.ops or progress.refusals >= MAX_REFUSALS:
+            break
+        sent_before = {leg for leg, p in progress.legs.items() if p.finish_attempted}
+        progress = mark_attempted(progress, step.ops)
+        worker.save(progress, "sending")
+        execution = execute(client, progress, step.ops, finish_sent_before=sent_before)
+        progress = execution.progress
+        if execution.refusals:
+            progress = progress.model_copy(
+                update={"refusals": progress.refusals + 1, "last_refusal": "; ".join(execution.refusals)}
+            )
+        elif progress.refusals:
+            progress = progress.model_copy(update={"refusals": 0})
+        worker.save(progress, "sending")
+        step = plan(call, progress, ctx)
+        if execution.directory_stale:
+            return progress, step, True
+    return progress, step, False
+
+
+def _status(step: Plan, progress: CrmProgress, services: CrmServices) -> tuple[str, datetime | None, str | None]:
+    """The call's CRM status, and when to look at it again (``None``: when its next event arrives)."""
+    now = services.now()
+    if progress.refusals >= MAX_REFUSALS:
+        return "failed", None, f"Bitrix24 refused it {progress.refusals} times: {progress.last_refusal}"
+    if step.skipped:
+        return "skipped", None, step.skipped
+    if step.blocked:
+        return "blocked", now + BLOCKED_RECHECK, step.blocked
+    if step.done:
+        return "done", None, None
+    if step.ops:
+        return "waiting", now, "more steps than one pass takes"
+    return "waiting", None, None
+
+
+def due_calls(rt: Runtime, now: datetime, limit: int = 100) -> Iterator[tuple[str, str]]:
+    """``(tenant, call_key)`` of calls whose ``due_at`` has passed, oldest first."""
+    paginator = rt.dynamodb.get_paginator("query")
+    count = 0
+    for page in paginator.paginate(
+        TableName=rt.tables.crm_calls,
+        IndexName="by_due",
+        KeyConditionExpression="due_shard = :d AND due_at <= :now",
+        ExpressionAttributeValues=to_item({":d": DUE_SHARD, ":now": _iso(now)}),
+    ):
+        for raw in page["Items"]:
+            item = from_item(raw)
+            yield item["tenant"], item["call_key"]
+            count += 1
+            if count >= limit:
+                return
+
+
+def sweep(rt: Runtime, services: CrmServices | None = None, limit: int = 100) -> list[ProcessResult]:
+    """Process every call that is due (deferred, blocked for a while, or left by a dead worker)."""
+    services = services or CrmServices()
+    results = []
+    for tenant, key in list(due_calls(rt, services.now(), limit)):
+        agent_id, _, call_id = key.partition("#")
+        try:
+            results.append(process_call(rt, tenant, agent_id, call_id, services))
+        except Exception:
+            log.exception("CRM sweep of %s/%s failed", tenant, key)
+    return results
+
+
+def sweep_for(rt: Runtime, seconds: float, services: CrmServices | None = None, pause: float = 1.0) -> int:
+    """Sweep repeatedly for ``seconds`` (the scheduled Lambda runs once a minute; deferred calls are due
+    sooner than that). Returns how many calls were processed."""
+    import time
+
+    services = services or CrmServices()
+    deadline = time.monotonic() + seconds
+    processed = 0
+    while time.monotonic() < deadline:
+        processed += len(sweep(rt, services))
+        time.sleep(pause)
+    return processed
+
+
+def crm_status(rt: Runtime, tenant: str, agent_id: str, call_id: str) -> dict[str, Any] | None:
+    """The call's CRM item (status, detail, progress) for support, the settings page and tests."""
+    response = rt.dynamodb.get_item(
+        TableName=rt.tables.crm_calls,
+        Key=to_item({"tenant": tenant, "call_key": call_key(agent_id, call_id)}),
+        ConsistentRead=True,
+    )
+    if "Item" not in response:
+        return None
+    item = from_item(response["Item"])
+    if item.get("progress"):
+        item["progress"] = CrmProgress.model_validate_json(item["progress"])
+    return item
