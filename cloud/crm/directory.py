@@ -69,10 +69,12 @@ class Directory(BaseModel):
             return settings.extension_overrides[extension]
         return self.by_extension().get(extension)
 
-    def default_user(self, settings: CrmSettings) -> int | None:
-        """The settings' default user, else the portal's oldest active account (normally its owner)."""
-        if settings.default_user_id is not None:
-            return settings.default_user_id
+    def default_user(self, settings: CrmSettings, line: str | None = None) -> int | None:
+        """The line's default owner, else the settings' default user, else the portal's oldest active account
+        (normally its owner)."""
+        for candidate in (settings.line(line).default_owner, settings.default_user_id):
+            if candidate is not None:
+                return candidate
         return min(self.users) if self.users else None
 
     def is_active(self, user_id: int) -> bool:

@@ -277,7 +277,7 @@ class _Planner:
         return (registered.user_id, None) if registered else self.default_or_blocked()
 
     def default_or_blocked(self) -> tuple[int | None, str | None]:
-        default = self.directory.default_user(self.settings)
+        default = self.directory.default_user(self.settings, self.call.line)
         if default is not None:
             return default, None
         return None, "no Bitrix24 user can own this call: map the extensions or set a default user"
@@ -302,7 +302,7 @@ class _Planner:
                     if user is not None:
                         return user, None
             elif rule == "default":
-                default = self.directory.default_user(self.settings)
+                default = self.directory.default_user(self.settings, self.call.line)
                 if default is not None:
                     return default, None
         return self.default_or_blocked()

@@ -17,13 +17,18 @@ from cloud.crm.numbers import COUNTRIES
 from cloud.errors import CloudError
 from cloud.runtime import Runtime
 from cloud.storage.dynamo import from_item, to_item
+from wire_protocol.channel_rules import ChannelRules
+from wire_protocol.messages import OriginateSettings
 
 __all__ = [
     "CardMode",
+    "ClickToCallSettings",
     "ClientCreation",
     "CrmSettings",
     "InvalidSettings",
+    "LineSettings",
     "MissedOwnerRule",
+    "RecordingSettings",
     "load_settings",
     "save_settings",
 ]
@@ -43,6 +48,46 @@ class InvalidSettings(CloudError):
     """Settings that do not validate; the message lists each field and what is wrong with it."""
 
 
+class LineSettings(BaseModel):
+    """One company number (the ``line`` of a call: the number the client dialed)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(default="", max_length=100)
+    #: Owns this line's calls nobody else can own (before the tenant's default user).
+    default_owner: int | None = None
+    #: CRM source (``crm.status.list`` SOURCE status id) of leads from this line.
+    lead_source: str | None = Field(default=None, max_length=50)
+    #: The agent (PBX) that places click-to-calls on this line; None: the tenant's default agent.
+    agent_id: str | None = None
+
+
+class ClickToCallSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    #: Numbers that may be dialed (toll-fraud guard): ``+7XXXXXXXXXX``, ``+49.`` (``X`` one digit, a final ``.``
+    #: any rest). Empty: any number of the default country.
+    allowed_patterns: list[str] = Field(default_factory=list)
+    #: How the agent places the call (context, channel, outside-line prefix); sent to agents in ``settings``.
+    originate: OriginateSettings = Field(default_factory=OriginateSettings)
+    caller_id: str | None = Field(default=None, max_length=80)
+    per_user_per_minute: int = Field(default=6, ge=1, le=600)
+    per_tenant_per_minute: int = Field(default=120, ge=1, le=6000)
+    #: The extension or queue a CRM form's callback rings first (``ONEXTERNALCALLBACKSTART``).
+    callback_from: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.+*#-]{1,32}$")
+    #: The agent for click-to-calls on lines that name none; None: the tenant's only (or first) agent.
+    default_agent_id: str | None = None
+
+
+class RecordingSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    format: Literal["mp3", "wav"] = "mp3"  # Bitrix24's player wants MP3
+    retention_days: int = Field(default=90, ge=1, le=3650)
+
+
 class CrmSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -58,8 +103,8 @@ class CrmSettings(BaseModel):
     missed_owner: list[MissedOwnerRule] = Field(default_factory=lambda: list(_DEFAULT_MISSED_OWNER))
     create_client: ClientCreation = "always"
     client_kind: Literal["lead", "contact"] = "lead"
-    #: CRM source (``crm.status.list`` SOURCE status id) per line number; others get ``default_lead_source``.
-    lead_source_by_line: dict[str, str] = Field(default_factory=dict)
+    #: Company numbers by the number the client dialed (a call's ``line``).
+    lines: dict[str, LineSettings] = Field(default_factory=dict)
     default_lead_source: str = "CALL"
     register_outbound: bool = True
     register_internal: bool = False
@@ -69,6 +114,10 @@ class CrmSettings(BaseModel):
     anonymous_number: str = Field(default="0", pattern=r"^[0-9]{1,20}$")
     #: Post the "call finished" message to the user's chat (``ADD_TO_CHAT``).
     add_to_chat: bool = True
+    click_to_call: ClickToCallSettings = Field(default_factory=ClickToCallSettings)
+    recordings: RecordingSettings = Field(default_factory=RecordingSettings)
+    #: Which endpoints are extensions and which are trunks, for every agent; None: each agent's own config.
+    channel_rules: ChannelRules | None = None
 
     @field_validator("default_country")
     @classmethod
@@ -96,8 +145,11 @@ class CrmSettings(BaseModel):
     def card_mode_of(self, user_id: int) -> CardMode:
         return self.card_mode_by_user.get(user_id, self.card_mode)
 
+    def line(self, number: str | None) -> LineSettings:
+        return self.lines.get(number or "") or LineSettings()
+
     def lead_source(self, line: str | None) -> str:
-        return self.lead_source_by_line.get(line or "", self.default_lead_source)
+        return self.line(line).lead_source or self.default_lead_source
 
     @classmethod
     def parse(cls, document: dict[str, Any]) -> CrmSettings:

@@ -258,3 +258,12 @@ def test_a_call_nobody_can_own_is_blocked_not_dropped() -> None:
         crm_simulation.DIRECTORY = saved
     assert outcome.requests == [] and "default user" in (outcome.last_plan.blocked or "")
     assert DIRECTORY.users[11] == DirectoryUser(id=11, name="Anna", extension="101")
+
+
+def test_a_lines_default_owner_takes_calls_nobody_else_can_own() -> None:
+    settings = CrmSettings.parse(
+        {"lines": {"74951234501": {"name": "Sales", "default_owner": 12, "lead_source": "WEB"}}}
+    )
+    outcome = only(run(events_of("inbound_queue_local_members"), settings=settings))
+    assert outcome.flat[0] == "register 0 user=12 type=2 phone=+79261234567 crm_create"
+    assert outcome.flat[-1] == "finish 0 user=12 200 3s"
