@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from chalice.app import Chalice, CloudWatchEvent, Rate, Response, WebsocketEvent
 
+from cloud import clicktocall
 from cloud.bitrix24 import routes as b24
 from cloud.crm import pipeline
 from cloud.link import dispatch, session
@@ -22,6 +23,7 @@ from cloud.settings import Settings
 app = Chalice(app_name="pbxlink-cloud")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
 app.log.setLevel(logging.INFO)
+clicktocall.register_handlers()  # ONEXTERNALCALLSTART / ONEXTERNALCALLBACKSTART → cloud.clicktocall
 
 _override: Runtime | None = None
 

@@ -222,16 +222,23 @@ def _context(rt: Runtime, services: CrmServices, tenant: str, call: CallState, c
             log.warning("tenant %s: user map not refreshed (%s); using the cached one", tenant, exc)
     entitled = services.entitled(rt, tenant, call, directory)
     click_to_call_id = None
+    click_to_call_finished = False
     if call.command_id:
-        from cloud.agents.commands import get_command
+        from cloud.agents.commands import claim_crm_finish, get_command
 
         command = get_command(rt, tenant, call.command_id) or {}
-        if command.get("agent_id") == call.agent_id:
-            click_to_call_id = command.get("crm_call_id") or None
+        if command.get("agent_id") == call.agent_id and command.get("crm_call_id"):
+            # the click-to-call failure path may have finished this CALL_ID already (cloud.clicktocall)
+            owner = command.get("crm_finisher") or claim_crm_finish(rt, tenant, call.command_id, "pipeline")
+            if owner == "failure":
+                click_to_call_finished = True
+            else:
+                click_to_call_id = command["crm_call_id"]
     return PlanContext(
         settings=settings,
         directory=directory,
         click_to_call_id=click_to_call_id,
+        click_to_call_finished=click_to_call_finished,
         card_users=entitled.card_users,
         calls_to_crm=entitled.calls_to_crm,
         lead_creation=entitled.lead_creation,

@@ -100,10 +100,30 @@ TABLES: Final[dict[str, dict[str, Any]]] = {
         ],
         "BillingMode": "PAY_PER_REQUEST",
     },
+    # Click-to-calls and callbacks from Bitrix24 (``cloud.clicktocall``): ``key`` = the command id the event
+    # becomes (``c2c:<CALL_ID>``, ``cb:<hash>``); written once per event (repeated deliveries place one call).
+    # TTL ``expires_at``.
+    "click_to_call": {
+        "KeySchema": _key("tenant", "key"),
+        "AttributeDefinitions": _s("tenant", "key"),
+        "BillingMode": "PAY_PER_REQUEST",
+    },
+    # Rate-limit counters, one per limit and minute window: ``bucket`` = ``c2c#user#<id>#<minute>`` or
+    # ``c2c#tenant#<minute>``, ``n`` = originates in that window. TTL ``expires_at``.
+    "rate_limits": {
+        "KeySchema": _key("tenant", "bucket"),
+        "AttributeDefinitions": _s("tenant", "bucket"),
+        "BillingMode": "PAY_PER_REQUEST",
+    },
 }
 
 #: The TTL attribute of the tables that have one (enabled after creation: it is not a CreateTable argument).
-TTL_ATTRIBUTES: Final[dict[str, str]] = {"connections": "expires_at", "commands": "expires_at"}
+TTL_ATTRIBUTES: Final[dict[str, str]] = {
+    "connections": "expires_at",
+    "commands": "expires_at",
+    "click_to_call": "expires_at",
+    "rate_limits": "expires_at",
+}
 
 
 @dataclass(frozen=True)
@@ -147,6 +167,14 @@ class TableNames:
     @property
     def tenants(self) -> str:
         return self.prefix + "tenants"
+
+    @property
+    def click_to_call(self) -> str:
+        return self.prefix + "click_to_call"
+
+    @property
+    def rate_limits(self) -> str:
+        return self.prefix + "rate_limits"
 
 
 def create_tables(client: Any, prefix: str) -> list[str]:
