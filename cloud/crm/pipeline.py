@@ -246,6 +246,15 @@ def _context(rt: Runtime, services: CrmServices, tenant: str, call: CallState, c
     )
 
 
+def _adopt_click_to_call(progress: CrmProgress, ctx: PlanContext) -> CrmProgress:
+    """A click-to-call's first leg has Bitrix24's CALL_ID from the start: the executor addresses ``show`` and
+    ``finish`` by the progress's CALL_ID (unless Bitrix24 lost that registration and the leg is registered anew)."""
+    leg = progress.leg(0)
+    if ctx.click_to_call_id and leg.call_id is None and not leg.registration_lost:
+        return progress.with_leg(0, call_id=ctx.click_to_call_id)
+    return progress
+
+
 def _record_unmapped(rt: Runtime, tenant: str, extensions: tuple[str, ...], now: datetime) -> None:
     if not extensions:
         return
@@ -280,6 +289,7 @@ def process_call(
                 return ProcessResult("missing", detail="no such call")
             client = services.client_for(rt, tenant)
             ctx = _context(rt, services, tenant, call, client)
+            progress = _adopt_click_to_call(progress, ctx)
             progress, step, stale = _run_steps(worker, client, call, progress, ctx)
             _record_unmapped(rt, tenant, step.unmapped, services.now())
             if stale:  # Bitrix24 refused a user we mapped: read the users again and replan
