@@ -73,3 +73,10 @@ def crm_sweep(event: CloudWatchEvent) -> None:
     """Calls whose Bitrix24 side is due again (deferred by a rate limit or an outage, or left by a worker that
     died), swept for most of the minute until the next invocation."""
     pipeline.sweep_for(runtime(), seconds=50)
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="click_to_call_sweep")
+def click_to_call_sweep(event: CloudWatchEvent) -> None:
+    """Click-to-calls a handler left half done (a failure finish Bitrix24 could not take, a handler that died):
+    finished so no card stays open."""
+    clicktocall.sweep(runtime())

@@ -58,6 +58,7 @@ FailureKind = Literal[
     "pbx_refused",
     "pbx_unavailable",
     "pbx_failed",
+    "interrupted",
 ]
 
 _CALL_ID = re.compile(r"^[A-Za-z0-9_.-]{1,120}$")
@@ -261,6 +262,7 @@ _STATUS: dict[FailureKind, str] = {
     "pbx_refused": "503",
     "pbx_unavailable": "503",
     "pbx_failed": "503",
+    "interrupted": "503",
 }
 
 _REASONS: dict[str, dict[FailureKind, str]] = {
@@ -280,6 +282,7 @@ _REASONS: dict[str, dict[FailureKind, str]] = {
         "pbx_refused": "The phone system refused to place the call.",
         "pbx_unavailable": "The phone system could not be reached.",
         "pbx_failed": "The phone system could not ring your phone.",
+        "interrupted": "pbxlink could not place the call: please try again.",
     },
     "ru": {
         "disabled": "Звонки из Битрикс24 выключены в настройках pbxlink.",
@@ -297,6 +300,7 @@ _REASONS: dict[str, dict[FailureKind, str]] = {
         "pbx_refused": "АТС отказалась совершить звонок.",
         "pbx_unavailable": "Не удалось связаться с АТС.",
         "pbx_failed": "АТС не смогла вызвать ваш телефон.",
+        "interrupted": "pbxlink не смог совершить звонок: попробуйте ещё раз.",
     },
 }
 

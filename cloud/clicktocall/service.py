@@ -18,8 +18,8 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal, Protocol
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol, get_args
 
 from pydantic import ValidationError
 
@@ -66,12 +66,18 @@ __all__ = [
     "on_command_failed",
     "push_settings",
     "settings_for_agent",
+    "sweep",
 ]
 
 log = logging.getLogger("cloud.clicktocall")
 
 #: TYPE of ``telephony.externalCall.register`` for a callback (protocols.md §A7.2).
 CALLBACK = 4
+#: A record not settled by then was left half done by its handler: the sweeper takes it over.
+STUCK_AFTER = timedelta(minutes=2)
+MAX_BACKOFF = timedelta(minutes=15)
+MAX_ATTEMPTS = 12  # about two hours of retries for a failure finish
+_STATUS_KINDS: frozenset[str] = frozenset(get_args(FailureKind))
 
 
 class RestClient(Protocol):
@@ -100,7 +106,7 @@ class ClickToCallServices:
 class ClickOutcome:
     """What became of one event (for logs and tests)."""
 
-    status: Literal["sent", "duplicate", "refused", "ignored"]
+    status: Literal["sent", "duplicate", "refused", "ignored", "postponed"]
     command_id: str | None = None
     refusal: Refusal | None = None
     detail: str = ""
@@ -123,6 +129,7 @@ def handle_click(
         rt,
         tenant.tenant,
         key,
+        due_at=services.now() + STUCK_AFTER,
         kind="click",
         crm_call_id=click.CALL_ID,
         user_id=click.USER_ID,
@@ -132,6 +139,20 @@ def handle_click(
     if not fresh:
         log.info("tenant %s: click %s delivered again; already handled", tenant.tenant, key)
         return ClickOutcome("duplicate", key)
+    try:
+        return _click(rt, tenant, key, click, services)
+    except Bitrix24Error as exc:
+        return _postponed(rt, tenant.tenant, key, exc, services)
+
+
+def _postponed(rt: Runtime, tenant: str, key: str, exc: Exception, services: ClickToCallServices) -> ClickOutcome:
+    """Bitrix24 could not be asked what we needed: the sweeper finishes the call later (``interrupted``)."""
+    log.warning("tenant %s: %s interrupted by Bitrix24 (%s); the sweeper finishes it", tenant, key, exc)
+    _postpone(rt, tenant, key, services)
+    return ClickOutcome("postponed", key, detail=str(exc))
+
+
+def _click(rt: Runtime, tenant: Tenant, key: str, click: ClickEvent, services: ClickToCallServices) -> ClickOutcome:
     settings = load_settings(rt, tenant.tenant)
 
     def refuse(kind: FailureKind) -> ClickOutcome:
@@ -160,15 +181,30 @@ def handle_callback(
         return ClickOutcome("ignored", detail="not a callback event")
     key = callback_command_id(tenant.tenant, event.event_handler_id, event.ts, callback)
     line = callback.LINE_NUMBER or None
-    if not records.claim(rt, tenant.tenant, key, kind="callback", number=callback.PHONE_NUMBER, line=line):
+    due_at = services.now() + STUCK_AFTER
+    if not records.claim(
+        rt, tenant.tenant, key, due_at=due_at, kind="callback", number=callback.PHONE_NUMBER, line=line
+    ):
         log.info("tenant %s: callback %s delivered again; already handled", tenant.tenant, key)
         return ClickOutcome("duplicate", key)
+    try:
+        return _callback(rt, tenant, key, event, callback, services)
+    except Bitrix24Error as exc:
+        return _postponed(rt, tenant.tenant, key, exc, services)
+
+
+def _callback(
+    rt: Runtime, tenant: Tenant, key: str, event: B24Event, callback: CallbackEvent, services: ClickToCallServices
+) -> ClickOutcome:
+    line = callback.LINE_NUMBER or None
     settings = load_settings(rt, tenant.tenant)
     client = services.client_for(rt, tenant.tenant)
     directory = _directory(rt, tenant.tenant, client, services, force=False)
     user = directory.default_user(settings, line)
     if user is None:
-        records.update(rt, tenant.tenant, key, state="register_refused", detail="no user to own the callback")
+        records.update(
+            rt, tenant.tenant, key, settle=True, state="register_refused", detail="no user to own the callback"
+        )
         log.error("tenant %s: callback not registered: no Bitrix24 user can own it (set a default user)", tenant.tenant)
         return ClickOutcome("ignored", key, detail="no user can own the callback")
     number = check_number(callback.PHONE_NUMBER, settings)
@@ -222,12 +258,14 @@ def _register_callback(
     try:
         result = client.call("telephony.externalCall.register", params)
     except MethodError as exc:
-        records.update(rt, tenant.tenant, key, state="register_refused", detail=str(exc)[:500])
+        records.update(rt, tenant.tenant, key, settle=True, state="register_refused", detail=str(exc)[:500])
         log.error("tenant %s: callback %s not registered: %s", tenant.tenant, key, exc)
         return None
     call_id = str(result.get("CALL_ID") or "") if isinstance(result, dict) else ""
     if not call_id:
-        records.update(rt, tenant.tenant, key, state="register_refused", detail="register returned no CALL_ID")
+        records.update(
+            rt, tenant.tenant, key, settle=True, state="register_refused", detail="register returned no CALL_ID"
+        )
         return None
     records.update(rt, tenant.tenant, key, crm_call_id=call_id, user_id=user)
     return call_id
@@ -280,8 +318,9 @@ def _place(
         return _refuse(rt, tenant, key, refusal("no_agent", language), settings, services, claim=True)
     except CommandConflict:  # the id derives from the CALL_ID: only an earlier delivery sent it (elsewhere)
         log.warning("tenant %s: command %s already went to another agent", tenant.tenant, key)
+        records.update(rt, tenant.tenant, key, settle=True, state="sent")
         return ClickOutcome("duplicate", key)
-    records.update(rt, tenant.tenant, key, state="sent")
+    records.update(rt, tenant.tenant, key, settle=True, state="sent")
     log.info("tenant %s: %s sent to %s (extension %s)", tenant.tenant, key, choice.agent_id, extension)
     return ClickOutcome("sent", key)
 
@@ -305,6 +344,8 @@ def _directory(
             directory = refresh_directory(client, directory, now)
             save_directory(rt, tenant, directory)
         except Bitrix24Error as exc:
+            if directory.fetched_at is None:
+                raise  # no user map at all: not "you have no extension"
             log.warning("tenant %s: user map not refreshed (%s); using the cached one", tenant, exc)
     return directory
 
@@ -343,8 +384,15 @@ def _refuse(
     try:
         _finish_failed(rt, tenant, key, why, settings, services, claim=claim)
     except _FinishPending as exc:
-        log.error("tenant %s: %s refused (%s) but not finished in Bitrix24: %s", tenant.tenant, key, why.kind, exc)
+        log.warning("tenant %s: %s refused (%s); finish postponed: %s", tenant.tenant, key, why.kind, exc)
+        _postpone(rt, tenant.tenant, key, services)
     return ClickOutcome("refused", key, why)
+
+
+def _postpone(rt: Runtime, tenant: str, key: str, services: ClickToCallServices) -> None:
+    attempts = int((records.get(rt, tenant, key) or {}).get("attempts", 0)) + 1
+    delay = min(MAX_BACKOFF.total_seconds(), 15.0 * 2 ** min(attempts, 10))
+    records.update(rt, tenant, key, attempts=attempts, due_at=services.now() + timedelta(seconds=delay))
 
 
 def _finish_failed(
@@ -360,15 +408,16 @@ def _finish_failed(
     """Finish the record's CALL_ID as failed; ``False`` when the CRM pipeline owns it. ``claim``: a command
     with this id may have reached an agent, so take it from the pipeline first (conditional write)."""
     if claim and claim_crm_finish(rt, tenant.tenant, key, "failure") == "pipeline":
-        records.update(rt, tenant.tenant, key, state="pipeline", failure=why.kind)
+        records.update(rt, tenant.tenant, key, settle=True, state="pipeline", failure=why.kind)
         log.info("tenant %s: %s failed (%s); the CRM pipeline finishes its call", tenant.tenant, key, why.kind)
         return False
     record = records.get(rt, tenant.tenant, key) or {}
     if record.get("state") in ("finished", "finish_refused"):
+        records.update(rt, tenant.tenant, key, settle=True)
         return True
     call_id, user_id = record.get("crm_call_id"), record.get("user_id")
     if not call_id or user_id is None:
-        records.update(rt, tenant.tenant, key, state="refused", failure=why.kind)
+        records.update(rt, tenant.tenant, key, settle=True, state="refused", failure=why.kind)
         return True
     attempted_before = bool(record.get("finish_attempted"))
     records.update(
@@ -393,14 +442,14 @@ def _finish_failed(
         services.client_for(rt, tenant.tenant).call("telephony.externalCall.finish", params)
     except MethodError as exc:
         if "not found" in exc.description.lower() and attempted_before:
-            records.update(rt, tenant.tenant, key, state="finished")  # our earlier, interrupted finish worked
+            records.update(rt, tenant.tenant, key, settle=True, state="finished")  # our earlier finish worked
             return True
-        records.update(rt, tenant.tenant, key, state="finish_refused", detail=str(exc)[:500])
+        records.update(rt, tenant.tenant, key, settle=True, state="finish_refused", detail=str(exc)[:500])
         log.warning("tenant %s: finishing %s refused: %s", tenant.tenant, key, exc)
         return True
     except Bitrix24Error as exc:
         raise _FinishPending(str(exc)) from None
-    records.update(rt, tenant.tenant, key, state="finished")
+    records.update(rt, tenant.tenant, key, settle=True, state="finished")
     log.info("tenant %s: %s finished as %s (%s)", tenant.tenant, key, why.status_code, why.kind)
     return True
 
@@ -430,8 +479,56 @@ def on_command_failed(
         _finish_failed(rt, owner, result.command_id, why, load_settings(rt, tenant), services, claim=True)
     except _FinishPending as exc:
         log.warning("tenant %s: %s failed on the PBX; finish postponed: %s", tenant, result.command_id, exc)
+        _postpone(rt, tenant, result.command_id, services)  # the sweeper or the agent's resend, whichever first
         return False
     return True
+
+
+# -- the sweeper --------------------------------------------------------------------------------------------------
+
+
+def sweep(rt: Runtime, services: ClickToCallServices | None = None, limit: int = 100) -> int:
+    """Finish what handlers left half done: a failure finish Bitrix24 could not take (retried with backoff, given
+    up after :data:`MAX_ATTEMPTS`), or an event whose handler died before it sent or refused the call (finished
+    as ``interrupted`` unless the CRM pipeline owns it). Returns how many records it looked at."""
+    services = services or ClickToCallServices()
+    seen = 0
+    for tenant, key in list(records.due(rt, services.now(), limit)):
+        seen += 1
+        try:
+            _sweep_one(rt, tenant, key, services)
+        except Exception:
+            log.exception("click-to-call sweep of %s/%s failed", tenant, key)
+    return seen
+
+
+def _sweep_one(rt: Runtime, tenant: str, key: str, services: ClickToCallServices) -> None:
+    record = records.get(rt, tenant, key)
+    if record is None:
+        return
+    state = record.get("state")
+    if state not in ("received", "finishing"):
+        records.update(rt, tenant, key, settle=True)
+        return
+    if int(record.get("attempts", 0)) >= MAX_ATTEMPTS:
+        records.update(rt, tenant, key, settle=True, state="abandoned")
+        log.error("tenant %s: gave up finishing %s after %s attempts", tenant, key, record.get("attempts"))
+        return
+    try:
+        owner = store.get_tenant(rt, tenant)
+    except (UnknownTenant, ValueError):
+        records.update(rt, tenant, key, settle=True, state="abandoned")
+        return
+    kind = record.get("failure")
+    if state == "finishing" and kind in _STATUS_KINDS:
+        why = Refusal(kind, str(record.get("status_code")), str(record.get("reason") or ""))
+    else:  # the handler died before it decided: whatever it sent, the pipeline may own the call
+        why = refusal("interrupted", owner.language)
+    try:
+        _finish_failed(rt, owner, key, why, load_settings(rt, tenant), services, claim=True)
+    except _FinishPending as exc:
+        log.warning("tenant %s: %s still not finished: %s", tenant, key, exc)
+        _postpone(rt, tenant, key, services)
 
 
 # -- settings for agents ---------------------------------------------------------------------------------------

@@ -103,9 +103,18 @@ TABLES: Final[dict[str, dict[str, Any]]] = {
     # Click-to-calls and callbacks from Bitrix24 (``cloud.clicktocall``): ``key`` = the command id the event
     # becomes (``c2c:<CALL_ID>``, ``cb:<hash>``); written once per event (repeated deliveries place one call).
     # TTL ``expires_at``.
+    # Until a record is settled it carries ``due_shard``/``due_at`` and so appears in the sparse ``by_due`` index:
+    # the sweeper finishes what a handler left half done (a finish Bitrix24 could not take, a handler that died).
     "click_to_call": {
         "KeySchema": _key("tenant", "key"),
-        "AttributeDefinitions": _s("tenant", "key"),
+        "AttributeDefinitions": _s("tenant", "key", "due_shard", "due_at"),
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": "by_due",
+                "KeySchema": _key("due_shard", "due_at"),
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
         "BillingMode": "PAY_PER_REQUEST",
     },
     # Rate-limit counters, one per limit and minute window: ``bucket`` = ``c2c#user#<id>#<minute>`` or

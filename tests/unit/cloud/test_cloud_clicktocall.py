@@ -25,7 +25,7 @@ from cloud.agents.commands import claim_crm_finish, get_command
 from cloud.bitrix24.client import client_for
 from cloud.bitrix24.events import B24Event, handle_event
 from cloud.calls.store import record_event
-from cloud.clicktocall import limits, push_settings, records, register_handlers
+from cloud.clicktocall import limits, push_settings, records, register_handlers, sweep
 from cloud.clicktocall.service import ClickToCallServices, handle_click, on_command_failed
 from cloud.crm.directory import load_directory, save_directory
 from cloud.crm.pipeline import process_call, request_crm
@@ -493,3 +493,61 @@ def test_a_click_handled_directly_reports_its_outcome(world: World) -> None:
     tenant = store.get_tenant(world.rt, world.tenant)
     event = B24Event(event="ONEXTERNALCALLSTART", tenant=world.tenant, data={"CALL_ID": "x", "USER_ID": "0"})
     assert handle_click(world.rt, tenant, event).status == "ignored"
+
+
+# -- the sweeper ----------------------------------------------------------------------------------------------------
+
+
+def later(minutes: float) -> ClickToCallServices:
+    """The sweeper as it runs ``minutes`` from now."""
+    return ClickToCallServices(now=lambda: datetime.now(UTC) + timedelta(minutes=minutes))
+
+
+def test_a_refusal_bitrix24_cannot_take_is_finished_by_the_sweeper(world: World) -> None:
+    world.save(click_to_call={"enabled": False})
+    world.emulator.faults.outage_until = time.time() + 3600
+    try:
+        call_id, _ = world.click()  # the click reaches us while the portal's REST is down
+    finally:
+        world.emulator.faults.outage_until = 0.0
+    assert not world.call(call_id).finished
+    assert sweep(world.rt) == 0  # not due yet
+    assert sweep(world.rt, later(60)) == 1
+    assert_finished(world, call_id, "403", "turned off")
+    assert sweep(world.rt, later(600)) == 0  # settled: nothing left to do
+
+
+def test_a_click_bitrix24_could_not_be_asked_about_is_finished_as_interrupted(world: World) -> None:
+    world.emulator.faults.outage_until = time.time() + 3600
+    try:
+        call_id, _ = world.click()  # no user map yet, and Bitrix24 cannot give one: not "you have no extension"
+    finally:
+        world.emulator.faults.outage_until = 0.0
+    assert world.commands() == [] and not world.call(call_id).finished
+    assert sweep(world.rt, later(60)) == 1
+    assert_finished(world, call_id, "503", "pbxlink could not place the call")
+
+
+def test_a_handler_that_died_half_way_is_taken_over_by_the_sweeper(world: World) -> None:
+    call_id = world.emulator.click_to_call(DOMAIN, ANNA, CLIENT)
+    assert call_id is not None
+    key = f"c2c:{call_id}"
+    # what the handler wrote before it died; its post is never delivered to us
+    assert records.claim(
+        world.rt, world.tenant, key, due_at=datetime.now(UTC), kind="click", crm_call_id=call_id, user_id=ANNA
+    )
+    assert sweep(world.rt, later(1)) == 1
+    assert_finished(world, call_id, "503", "pbxlink could not place the call")
+    record = records.get(world.rt, world.tenant, key)
+    assert record is not None and record["state"] == "finished" and "due_at" not in record
+
+
+def test_the_sweeper_leaves_a_call_the_pipeline_owns_alone(world: World) -> None:
+    call_id, _ = world.click()
+    (command,) = world.commands()
+    records.update(world.rt, world.tenant, command.command_id, state="received", due_at=datetime.now(UTC))
+    assert claim_crm_finish(world.rt, world.tenant, command.command_id, "pipeline") == "pipeline"
+    assert sweep(world.rt, later(1)) == 1
+    assert not world.call(call_id).finished  # the CRM pipeline finishes it when the PBX call ends
+    record = records.get(world.rt, world.tenant, command.command_id)
+    assert record is not None and record["state"] == "pipeline" and "due_at" not in record
