@@ -8,7 +8,9 @@ from cloud.bitrix24.events import B24Event, register_event_handler
 from cloud.runtime import Runtime
 from cloud.tenants.store import Tenant
 
-from .service import handle_callback, handle_click, on_command_failed, push_settings, settings_for_agent, sweep
+from .agent_settings import push_settings, settings_for_agent
+from .failures import on_command_failed, sweep
+from .handlers import handle_callback, handle_click
 
 __all__ = ["on_command_failed", "push_settings", "register_handlers", "settings_for_agent", "sweep"]
 

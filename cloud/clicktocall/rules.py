@@ -2,7 +2,7 @@
 agent places the call, which extension rings, and how a refusal is told to the user.
 
 Everything here is a pure function of the event, the tenant's settings, its directory and its agents, so the
-rules are tested as tables; :mod:`cloud.clicktocall.service` does the reading, writing and sending.
+rules are tested as tables; :mod:`cloud.clicktocall.handlers` does the reading, writing and sending.
 """
 
 # ruff: noqa: RUF001 - the Russian reasons are Cyrillic on purpose

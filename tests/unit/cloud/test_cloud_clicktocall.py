@@ -26,7 +26,9 @@ from cloud.bitrix24.client import client_for
 from cloud.bitrix24.events import B24Event, handle_event
 from cloud.calls.store import record_event
 from cloud.clicktocall import limits, push_settings, records, register_handlers, sweep
-from cloud.clicktocall.service import ClickToCallServices, handle_click, on_command_failed
+from cloud.clicktocall.context import ClickToCallServices
+from cloud.clicktocall.failures import on_command_failed
+from cloud.clicktocall.handlers import handle_click
 from cloud.crm.directory import load_directory, save_directory
 from cloud.crm.pipeline import process_call, request_crm
 from cloud.crm.settings import ClickToCallSettings, CrmSettings, LineSettings, save_settings
