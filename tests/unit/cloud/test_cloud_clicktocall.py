@@ -553,3 +553,13 @@ def test_the_sweeper_leaves_a_call_the_pipeline_owns_alone(world: World) -> None
     assert not world.call(call_id).finished  # the CRM pipeline finishes it when the PBX call ends
     record = records.get(world.rt, world.tenant, command.command_id)
     assert record is not None and record["state"] == "pipeline" and "due_at" not in record
+
+
+def test_stored_settings_that_no_longer_validate_give_agents_the_defaults(world: World) -> None:
+    world.rt.dynamodb.put_item(
+        TableName=world.rt.tables.settings,
+        Item={"tenant": {"S": world.tenant}, "crm": {"S": json.dumps({"no_such_setting": 1})}},
+    )
+    hello = handle_agent_message(world.rt, CID, json.dumps({"type": "hello", "agent_version": "0.1.0"}))
+    assert [type(m) for m in hello.replies] == [Welcome, AgentSettings]
+    assert hello.replies[1] == AgentSettings()
