@@ -9,7 +9,8 @@ Chalice names the Python functions ``connect``/``message``/``disconnect`` in ``a
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
+import threading
+from collections import OrderedDict
 
 from chalice.app import Chalice, CloudWatchEvent, Rate, Response, WebsocketEvent
 
@@ -34,9 +35,25 @@ def use_runtime(runtime: Runtime | None) -> None:
     _override = runtime
 
 
-@lru_cache(maxsize=4)
+_RUNTIMES: OrderedDict[Settings, Runtime] = OrderedDict()
+_MAX_RUNTIMES = 4
+_runtimes_lock = threading.Lock()
+
+
 def _runtime_for(settings: Settings) -> Runtime:
-    return Runtime(settings)  # one per warm Lambda container and settings: boto3 clients are slow to build
+    """One per warm Lambda container and settings: boto3 clients are slow to build. A runtime pushed out by newer
+    settings (tests and cloud-local run stack after stack in one process) gets its HTTP client closed, not left
+    for the garbage collector with a connection open."""
+    with _runtimes_lock:
+        runtime = _RUNTIMES.get(settings)
+        if runtime is not None:
+            _RUNTIMES.move_to_end(settings)
+            return runtime
+        runtime = _RUNTIMES[settings] = Runtime(settings)
+        while len(_RUNTIMES) > _MAX_RUNTIMES:
+            _, evicted = _RUNTIMES.popitem(last=False)
+            evicted.close()
+        return runtime
 
 
 def runtime() -> Runtime:
