@@ -14,10 +14,21 @@ from cloud.runtime import Runtime
 
 from .rules import Refusal
 
-__all__ = ["MAX_ATTEMPTS", "MAX_BACKOFF", "STUCK_AFTER", "ClickOutcome", "ClickToCallServices", "RestClient"]
+__all__ = [
+    "MAX_ATTEMPTS",
+    "MAX_BACKOFF",
+    "RESULT_TIMEOUT",
+    "STUCK_AFTER",
+    "ClickOutcome",
+    "ClickToCallServices",
+    "RestClient",
+]
 
 #: A record not settled by then was left half done by its handler: the sweeper takes it over.
 STUCK_AFTER = timedelta(minutes=2)
+#: An agent answers an originate once the user's phone answered or gave up (``ring_seconds``, at most 2 min);
+#: a command with no result by then was lost with the agent (it crashed before storing it).
+RESULT_TIMEOUT = timedelta(minutes=10)
 MAX_BACKOFF = timedelta(minutes=15)
 MAX_ATTEMPTS = 12  # about two hours of retries for a failure finish
 

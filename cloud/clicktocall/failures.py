@@ -14,7 +14,7 @@ import logging
 from datetime import timedelta
 from typing import get_args
 
-from cloud.agents.commands import claim_crm_finish
+from cloud.agents.commands import claim_crm_finish, get_command
 from cloud.bitrix24.errors import Bitrix24Error, MethodError
 from cloud.crm.settings import CrmSettings, load_settings
 from cloud.errors import UnknownTenant
@@ -51,8 +51,8 @@ def refuse(
     *,
     claim: bool = False,
 ) -> ClickOutcome:
-    """Finish a call that was not placed (from an event handler: Bitrix24 does not resend events, so a finish
-    that cannot be sent now stays ``finishing`` in the record, for support)."""
+    """Finish a call that was not placed (from an event handler; a finish Bitrix24 cannot take now stays
+    ``finishing`` and due: the sweeper retries it)."""
     try:
         _finish_failed(rt, tenant, key, why, settings, services, claim=claim)
     except _FinishPending as exc:
@@ -179,7 +179,10 @@ def _sweep_one(rt: Runtime, tenant: str, key: str, services: ClickToCallServices
     if record is None:
         return
     state = record.get("state")
-    if state not in ("received", "finishing"):
+    if state == "sent" and _answered(rt, tenant, key):
+        records.update(rt, tenant, key, settle=True)  # the result came: the pipeline or the failure path has it
+        return
+    if state not in ("received", "finishing", "sent"):
         records.update(rt, tenant, key, settle=True)
         return
     if int(record.get("attempts", 0)) >= MAX_ATTEMPTS:
@@ -194,10 +197,16 @@ def _sweep_one(rt: Runtime, tenant: str, key: str, services: ClickToCallServices
     kind = record.get("failure")
     if state == "finishing" and kind in _STATUS_KINDS:
         why = Refusal(kind, str(record.get("status_code")), str(record.get("reason") or ""))
-    else:  # the handler died before it decided: whatever it sent, the pipeline may own the call
+    else:  # the handler died before it decided, or the agent lost the command: the pipeline may own the call
         why = refusal("interrupted", owner.language)
     try:
         _finish_failed(rt, owner, key, why, load_settings(rt, tenant), services, claim=True)
     except _FinishPending as exc:
         log.warning("tenant %s: %s still not finished: %s", tenant, key, exc)
         postpone(rt, tenant, key, services)
+
+
+def _answered(rt: Runtime, tenant: str, key: str) -> bool:
+    """Did the agent answer the command (or did its call reach the CRM pipeline)?"""
+    command = get_command(rt, tenant, key)
+    return command is not None and (command.get("status") == "done" or command.get("crm_finisher") is not None)

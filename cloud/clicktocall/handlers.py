@@ -30,7 +30,7 @@ from cloud.tenants.store import Tenant
 from wire_protocol.messages import Command, OriginateCommand
 
 from . import limits, records
-from .context import STUCK_AFTER, ClickOutcome, ClickToCallServices, RestClient
+from .context import RESULT_TIMEOUT, STUCK_AFTER, ClickOutcome, ClickToCallServices, RestClient
 from .failures import postpone, refuse
 from .rules import (
     AgentView,
@@ -130,13 +130,13 @@ def handle_callback(
         log.info("tenant %s: callback %s delivered again; already handled", tenant.tenant, key)
         return ClickOutcome("duplicate", key)
     try:
-        return _callback(rt, tenant, key, event, callback, services)
+        return _callback(rt, tenant, key, callback, services)
     except Bitrix24Error as exc:
         return _postponed(rt, tenant.tenant, key, exc, services)
 
 
 def _callback(
-    rt: Runtime, tenant: Tenant, key: str, event: B24Event, callback: CallbackEvent, services: ClickToCallServices
+    rt: Runtime, tenant: Tenant, key: str, callback: CallbackEvent, services: ClickToCallServices
 ) -> ClickOutcome:
     line = callback.LINE_NUMBER or None
     settings = load_settings(rt, tenant.tenant)
@@ -262,7 +262,8 @@ def _place(
         log.warning("tenant %s: command %s already went to another agent", tenant.tenant, key)
         records.update(rt, tenant.tenant, key, settle=True, state="sent")
         return ClickOutcome("duplicate", key)
-    records.update(rt, tenant.tenant, key, settle=True, state="sent")
+    # still due: if no result ever comes (the agent lost the command), the sweeper closes the card
+    records.update(rt, tenant.tenant, key, state="sent", due_at=services.now() + RESULT_TIMEOUT)
     log.info("tenant %s: %s sent to %s (extension %s)", tenant.tenant, key, choice.agent_id, extension)
     return ClickOutcome("sent", key)
 

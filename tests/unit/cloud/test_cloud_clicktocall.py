@@ -563,3 +563,21 @@ def test_stored_settings_that_no_longer_validate_give_agents_the_defaults(world:
     hello = handle_agent_message(world.rt, CID, json.dumps({"type": "hello", "agent_version": "0.1.0"}))
     assert [type(m) for m in hello.replies] == [Welcome, AgentSettings]
     assert hello.replies[1] == AgentSettings()
+
+
+def test_a_command_the_agent_never_answers_is_finished_by_the_sweeper(world: World) -> None:
+    call_id, _ = world.click()  # sent; then the agent crashed before storing it: no result will ever come
+    assert sweep(world.rt, later(5)) == 0  # an answer may still come (the user's phone may still ring)
+    assert sweep(world.rt, later(11)) == 1
+    assert_finished(world, call_id, "503", "pbxlink could not place the call")
+
+
+def test_a_command_the_agent_answered_is_left_to_the_pipeline_by_the_sweeper(world: World) -> None:
+    call_id, _ = world.click()
+    (command,) = world.commands()
+    result = CommandResult(command_id=command.command_id, ok=True, code="answered", call_id="pbx-77.1")
+    assert [type(m) for m in handle_agent_message(world.rt, CID, encode(result)).replies] == [Ack]
+    assert sweep(world.rt, later(11)) == 1
+    assert not world.call(call_id).finished  # the call is on: the pipeline finishes it when it ends
+    record = records.get(world.rt, world.tenant, command.command_id)
+    assert record is not None and record["state"] == "sent" and "due_at" not in record
