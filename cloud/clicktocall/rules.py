@@ -340,4 +340,5 @@ def refusal_for_result(code: str, message: str, language: str = "") -> Refusal |
     if code == "duplicate":
         return None
     kind = _RESULT_FAILURES.get(code, "pbx_failed")
-    return refusal(kind, language, message if kind in ("pbx_refused", "pbx_failed") else "")
+    # only Asterisk's own refusal says something a user's admin can act on ("Permission denied")
+    return refusal(kind, language, message if kind == "pbx_refused" else "")
