@@ -9,8 +9,8 @@ the CRM pipeline finishes it), ``finish_refused`` (Bitrix24 refused the finish: 
 ``register_refused`` (a callback Bitrix24 would not register), ``abandoned`` (the sweeper gave up).
 
 A record is *due* (``due_shard``/``due_at``, the sparse ``by_due`` index) from its creation until it is
-*settled*: if a handler dies half way, or Bitrix24 cannot take a finish, :func:`cloud.clicktocall.sweep` comes
-back to it.
+*settled*: if a handler dies half way, Bitrix24 cannot take a finish, or a sent command is never answered,
+:func:`cloud.clicktocall.sweep` comes back to it.
 """
 
 from __future__ import annotations
