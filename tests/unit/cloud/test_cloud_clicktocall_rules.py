@@ -4,8 +4,10 @@ rings, which agent places the call, and what the user is told when it does not h
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+from crm_simulation import only, run
 
 from cloud.clicktocall.rules import (
     AgentView,
@@ -25,6 +27,8 @@ from cloud.clicktocall.rules import (
 from cloud.crm.directory import Directory, DirectoryUser
 from cloud.crm.numbers import PhoneNumber
 from cloud.crm.settings import ClickToCallSettings, CrmSettings, LineSettings
+from edge_agent.calls.interpreter import CallInterpreter
+from edge_agent.trace import read_trace
 from wire_protocol.channel_rules import ChannelRules
 from wire_protocol.messages import OriginateSettings
 
@@ -194,3 +198,27 @@ def test_agents_get_the_tenants_originate_and_channel_rules() -> None:
     )
     sent = agent_settings(crm)
     assert sent.originate.context == "pbx-out" and sent.originate.prefix == "9" and sent.calls == rules
+
+
+TRACES = Path(__file__).resolve().parents[2] / "fixtures" / "traces"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("outbound_no_answer", []),  # the failed attempt is already in the CRM: nothing more
+        ("outbound_busy", []),
+        # a conversation after all: registered as a call of its own, never under the finished CALL_ID
+        (
+            "outbound_answered",
+            ["register 0 user=11 type=1 phone=+79031112233", "show 0 [11]", "finish 0 user=11 200 3s"],
+        ),
+    ],
+)
+def test_the_planner_skips_a_click_the_failure_path_finished_unless_it_was_answered(
+    name: str, expected: list[str]
+) -> None:
+    events = CallInterpreter().feed_many(read_trace(TRACES / f"{name}.jsonl"))
+    outcome = only(run(events, context={"click_to_call_finished": True}))
+    assert outcome.flat == expected
+    assert bool(outcome.last_plan.skipped) is (expected == [])
