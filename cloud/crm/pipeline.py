@@ -260,6 +260,8 @@ def process_call(
     worker = _Worker(rt, services, tenant, call_key(agent_id, call_id))
     item = worker.acquire()
     if item is None:
+        if not worker.read():
+            return ProcessResult("missing", detail="no CRM work was requested for this call")
         return ProcessResult("busy")  # another worker has it, and will see our ``wanted`` bump
     progress = CrmProgress.model_validate_json(item["progress"]) if item.get("progress") else CrmProgress()
     attempts = int(item.get("attempts", 0))
