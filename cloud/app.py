@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 
-from chalice.app import Chalice, WebsocketEvent
+from chalice.app import Chalice, CloudWatchEvent, Rate, WebsocketEvent
 
+from cloud import clock, licensing
 from cloud.link import dispatch, session
 from cloud.runtime import Runtime
 from cloud.settings import Settings
@@ -52,3 +53,9 @@ def message(event: WebsocketEvent) -> None:
 @app.on_ws_disconnect()
 def disconnect(event: WebsocketEvent) -> None:
     session.on_disconnect(runtime(), event.to_dict())
+
+
+@app.schedule(Rate(15, unit=Rate.MINUTES))
+def refresh_licenses(event: CloudWatchEvent) -> None:
+    """Renew the leases that are half used, retry failed checks (see :mod:`cloud.licensing`)."""
+    licensing.refresh_due(runtime(), clock.now())

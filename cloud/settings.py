@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cloud.errors import ConfigError
 
@@ -31,6 +31,11 @@ class Settings:
     #: ``AWS_ENDPOINT_URL_DYNAMODB`` (moto server in cloud-local); part of the settings so a runtime cached
     #: for one endpoint is never reused for another in the same process.
     dynamodb_endpoint: str | None = None
+    #: Licensing (see ``docs/licensing.md``): the license server, this deployment's backend API key, and the
+    #: public keys leases are verified with (``kid1:base64,kid2:base64``).
+    license_server_url: str | None = None
+    license_api_key: str | None = field(default=None, repr=False)
+    license_public_keys: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -46,4 +51,7 @@ class Settings:
             ws_api_id=env.get("WS_API_ID") or None,
             ws_stage=env.get("WS_STAGE") or "api",
             dynamodb_endpoint=env.get("AWS_ENDPOINT_URL_DYNAMODB") or None,
+            license_server_url=env.get("LICENSE_SERVER_URL") or None,
+            license_api_key=env.get("LICENSE_API_KEY") or None,
+            license_public_keys=env.get("LICENSE_PUBLIC_KEYS", ""),
         )

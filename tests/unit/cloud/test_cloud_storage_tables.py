@@ -26,4 +26,4 @@ def test_table_names_follow_the_prefix() -> None:
     assert [names.agents, names.connections, names.call_events, names.calls, names.commands] == [
         "pbxlink-prod-" + key for key in ("agents", "connections", "call_events", "calls", "commands")
     ]
-    assert set(TABLES) == {"agents", "connections", "call_events", "calls", "commands"}
+    assert set(TABLES) == {"agents", "connections", "call_events", "calls", "commands", "licensing"}
