@@ -125,3 +125,20 @@ def test_remember_appends_new_users_once_in_order() -> None:
 )
 def test_only_the_first_users_seen_keep_cards(ringing: list[str], limit: int | None, kept: list[str]) -> None:
     assert keep_cards(["5", "1", "9"], ringing, limit) == kept
+
+
+def test_the_cloud_reads_its_licensing_settings_from_the_environment() -> None:
+    from cloud.settings import Settings
+
+    env = {
+        "LICENSE_SERVER_URL": "https://license.example",
+        "LICENSE_API_KEY": "plk_secret",
+        "LICENSE_PUBLIC_KEYS": "k1:x",
+    }
+    settings = Settings.from_env(env)
+    assert (settings.license_server_url, settings.license_api_key, settings.license_public_keys) == (
+        "https://license.example",
+        "plk_secret",
+        "k1:x",
+    )
+    assert "plk_secret" not in repr(settings)

@@ -146,3 +146,11 @@ def test_keys_round_trip_through_their_environment_form() -> None:
 def test_malformed_public_key_lists_say_what_is_wrong(spec: str, message: str) -> None:
     with pytest.raises(MalformedKey, match=message):
         parse_public_keys(spec)
+
+
+@given(st.text(max_size=300))
+def test_any_text_is_refused_with_a_lease_error_and_nothing_else(token: str) -> None:
+    from license_protocol import LeaseError
+
+    with pytest.raises(LeaseError):
+        verify_lease(token, KEYS)
