@@ -144,7 +144,9 @@ def evaluate(record: LeaseRecord | None, public_keys: Mapping[str, Ed25519Public
     if t < lease.exp:
         state: State = "trial" if lease.trial else "active"
         return Entitlements(state=state, reason=f"lease valid until {_at(lease.exp).isoformat()}", **common)
-    if record.denied and (record.checked_at is None or record.checked_at.timestamp() >= lease.iat):
+    # A lease clears the denial (see ``service.check_license``), so a denial here came after this lease. Not
+    # compared with ``lease.iat``: that is the server's clock, and a skew of a second would turn it into grace.
+    if record.denied:
         return _restricted(
             tenant, f"the lease expired and the license server refused a new one ({record.denied})", lease
         )
