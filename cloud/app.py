@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from chalice.app import Chalice, CloudWatchEvent, Rate, Response, WebsocketEvent
 
+from cloud import clock, licensing
 from cloud.bitrix24 import routes as b24
 from cloud.crm import pipeline
 from cloud.link import dispatch, session
@@ -71,3 +72,9 @@ def crm_sweep(event: CloudWatchEvent) -> None:
     """Calls whose Bitrix24 side is due again (deferred by a rate limit or an outage, or left by a worker that
     died), swept for most of the minute until the next invocation."""
     pipeline.sweep_for(runtime(), seconds=50)
+
+
+@app.schedule(Rate(15, unit=Rate.MINUTES))
+def refresh_licenses(event: CloudWatchEvent) -> None:
+    """Renew the leases that are half used, retry failed checks (see :mod:`cloud.licensing`)."""
+    licensing.refresh_due(runtime(), clock.now())

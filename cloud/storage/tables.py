@@ -100,6 +100,14 @@ TABLES: Final[dict[str, dict[str, Any]]] = {
         ],
         "BillingMode": "PAY_PER_REQUEST",
     },
+    # Licensing per tenant (cloud.licensing): item = "lease" (the last verified lease token, when it was checked,
+    # the last denial or error, next_check_at) and item = "card_users" (Bitrix24 user ids in the order first
+    # seen ringing: who keeps call cards when the plan's users_with_cards is exceeded).
+    "licensing": {
+        "KeySchema": _key("tenant", "item"),
+        "AttributeDefinitions": _s("tenant", "item"),
+        "BillingMode": "PAY_PER_REQUEST",
+    },
 }
 
 #: The TTL attribute of the tables that have one (enabled after creation: it is not a CreateTable argument).
@@ -147,6 +155,10 @@ class TableNames:
     @property
     def tenants(self) -> str:
         return self.prefix + "tenants"
+
+    @property
+    def licensing(self) -> str:
+        return self.prefix + "licensing"
 
 
 def create_tables(client: Any, prefix: str) -> list[str]:

@@ -202,6 +202,10 @@ class CloudLocal:
             urls.update(service.urls())
         return urls
 
+    def set_environment(self, values: Mapping[str, str]) -> None:
+        """Set variables for the app (services use it: the license server's URL and keys); restored on stop."""
+        self._set_env(values)
+
     # -- lifecycle ------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
