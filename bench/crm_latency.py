@@ -226,6 +226,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             tenant = str(tokens["member_id"])
             rt = Runtime(Settings.from_env())
             try:
+
                 def installed() -> bool:
                     try:
                         return store.get_tenant(rt, tenant).active
