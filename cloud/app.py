@@ -9,16 +9,17 @@ Chalice names the Python functions ``connect``/``message``/``disconnect`` in ``a
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
 
 from chalice.app import Chalice, CloudWatchEvent, Rate, Response, WebsocketEvent
 
 from cloud import clock, licensing
 from cloud.bitrix24 import routes as b24
+from cloud.bitrix24.install import on_installed
 from cloud.crm import pipeline
 from cloud.link import dispatch, session
 from cloud.runtime import Runtime
 from cloud.settings import Settings
+from cloud.tenants.store import Tenant
 
 app = Chalice(app_name="pbxlink-cloud")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
@@ -33,13 +34,30 @@ def use_runtime(runtime: Runtime | None) -> None:
     _override = runtime
 
 
-@lru_cache(maxsize=4)
+_runtimes: dict[Settings, Runtime] = {}
+
+
 def _runtime_for(settings: Settings) -> Runtime:
-    return Runtime(settings)  # one per warm Lambda container and settings: boto3 clients are slow to build
+    # one per warm Lambda container and settings: boto3 clients are slow to build
+    if settings not in _runtimes:
+        _runtimes[settings] = Runtime(settings)
+    return _runtimes[settings]
+
+
+def close_runtimes() -> None:
+    """Close the cached runtimes' clients: cloud-local and tests start and stop stacks in one process."""
+    while _runtimes:
+        _runtimes.popitem()[1].close()
 
 
 def runtime() -> Runtime:
     return _override if _override is not None else _runtime_for(Settings.from_env())
+
+
+@on_installed
+def start_license(rt: Runtime, tenant: Tenant) -> None:
+    """A new portal's first license check starts its trial (``docs/licensing.md``)."""
+    licensing.on_install(rt, tenant.tenant, clock.now())
 
 
 @app.on_ws_connect()

@@ -30,7 +30,7 @@ from cloud.calls.store import get_call
 from cloud.runtime import Runtime
 from cloud.storage.dynamo import error_code, from_item, to_item
 
-from .directory import Directory, load_directory, needs_refresh, refresh_directory, save_directory
+from .directory import load_directory, needs_refresh, refresh_directory, save_directory
 from .executor import RestClient, execute
 from .planner import Plan, PlanContext, plan
 from .progress import CrmProgress, mark_attempted
@@ -42,6 +42,7 @@ __all__ = [
     "ProcessResult",
     "call_key",
     "crm_status",
+    "licensed",
     "process_call",
     "request_crm",
     "sweep",
@@ -69,8 +70,22 @@ class Entitled:
     card_users: frozenset[int] | None = None
 
 
-def _everything(rt: Runtime, tenant: str, call: CallState, directory: Directory) -> Entitled:
-    return Entitled()
+def licensed(rt: Runtime, tenant: str, candidates: list[int], now: datetime) -> Entitled:
+    """The tenant's license (``cloud.licensing``, the cached lease: no server call) as the planner needs it;
+    ``candidates``: the users this call could show a card to, in the order they rang."""
+    from cloud import licensing
+
+    granted = licensing.entitlements(rt, tenant, now)
+    card_users: frozenset[int] | None = None
+    if granted.limits.users_with_cards is not None and candidates:
+        keep = licensing.users_keeping_cards(rt, tenant, [str(user) for user in candidates], now)
+        card_users = frozenset(int(user) for user in keep)
+    return Entitled(
+        calls_to_crm=granted.allows("calls_to_crm"),
+        lead_creation=granted.allows("lead_creation"),
+        responsible_routing=granted.allows("responsible_routing"),
+        card_users=card_users,
+    )
 
 
 def _client_for(rt: Runtime, tenant: str) -> RestClient:
@@ -85,7 +100,7 @@ class CrmServices:
 
     client_for: Callable[[Runtime, str], RestClient] = _client_for
     now: Callable[[], datetime] = clock.now
-    entitled: Callable[[Runtime, str, CallState, Directory], Entitled] = _everything
+    entitled: Callable[[Runtime, str, list[int], datetime], Entitled] = licensed
     random: Callable[[], float] = field(default_factory=lambda: random.Random().random)
 
 
@@ -220,7 +235,14 @@ def _context(rt: Runtime, services: CrmServices, tenant: str, call: CallState, c
             if directory.fetched_at is None:
                 raise
             log.warning("tenant %s: user map not refreshed (%s); using the cached one", tenant, exc)
-    entitled = services.entitled(rt, tenant, call, directory)
+    candidates = [
+        user
+        for user in dict.fromkeys(
+            directory.user_of(e, settings) for e in [*call.rang, call.answered_by, call.caller_extension]
+        )
+        if user is not None
+    ]
+    entitled = services.entitled(rt, tenant, candidates, now)
     click_to_call_id = None
     if call.command_id:
         from cloud.agents.commands import get_command

@@ -14,6 +14,7 @@ import importlib.util
 import json
 import logging
 import os
+import sys
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -256,6 +257,11 @@ class CloudLocal:
         if self._gateway is not None:
             await self._gateway.stop()
             self._gateway = None
+        if isinstance(self.config.app, str):
+            # the app's module may cache runtimes holding HTTP clients to services this stack stops
+            closer = getattr(sys.modules.get(self.config.app.partition(":")[0]), "close_runtimes", None)
+            if callable(closer):
+                closer()
         if self._moto is not None:
             await asyncio.to_thread(self._moto.stop)
             self._moto = None
