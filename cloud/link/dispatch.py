@@ -174,7 +174,14 @@ def _store_batch(rt: Runtime, conn: Connection, batch: CallEventsBatch) -> Outco
             break
         stored_up_to = item.seq
     if stored_up_to is not None:
-        touched = list(dict.fromkeys(item.event.call_id for item in batch.events if item.seq <= stored_up_to))
+        # a recording event alone changes nothing in Bitrix24 (the recording is attached once the call ended)
+        touched = list(
+            dict.fromkeys(
+                item.event.call_id
+                for item in batch.events
+                if item.seq <= stored_up_to and item.event.type != "recording"
+            )
+        )
         try:
             # before the ack: an acked event whose call the CRM pipeline was not told about would never reach it
             for call_id in touched:
