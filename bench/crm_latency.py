@@ -5,6 +5,9 @@ real AMI socket to a real ``Agent`` (interpreter, SQLite outbox, websocket), whi
 ``cloud-local`` (local API Gateway, the Chalice app, moto server as DynamoDB; the CRM pipeline runs in the
 websocket handler, the sweeper every 0.3 s), which calls the Bitrix24 emulator over HTTP. Nothing injected.
 
+The local API Gateway hands messages to the handler concurrently, as AWS does (``--sequential``: one at a
+time); the license server runs too (the portal is on its trial: every feature, no card limit).
+
 1. **latency**: queue calls (ringall 101+102, answered by 102), started at ``--rate`` calls per second for
    ``--seconds``, each at its recorded pace; ring-to-card = from the fake AMI server sending the call's first
    ``Newstate Ringing`` to the emulator handling the ``show`` that opened its first card. The emulator's rate
@@ -44,6 +47,7 @@ from sandbox.bitrix24 import App, Emulator, EmulatorServer, User
 from sandbox.bitrix24.portal import Portal
 from sandbox.cloud_local import CloudLocal, CloudLocalConfig, CrmSweeper
 from sandbox.cloud_local.agents import AmiLogin, issue_token, running_agent
+from sandbox.cloud_local.license import LicenseService
 
 TRACES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "traces"
 DOMAIN = "bench.bitrix24.com"
@@ -214,13 +218,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         portal.add_user(User(12, "Boris", phone_inner="102"))
         config = CloudLocalConfig(
             table_prefix="bench-crm-",
+            concurrent_messages=not args.sequential,
             extra_env={
                 "B24_CLIENT_ID": CLIENT_ID,
                 "B24_CLIENT_SECRET": SECRET,
                 "B24_OAUTH_URL": f"{b24.url}/oauth/token/",
             },
         )
-        async with CloudLocal(config, services=[CrmSweeper(interval=0.3)]) as cloud:
+        async with CloudLocal(config, services=[LicenseService(), CrmSweeper(interval=0.3)]) as cloud:
             emulator.add_app(App(CLIENT_ID, SECRET, handler_url=f"{cloud.rest_url}/b24/install"))
             _, tokens = await asyncio.to_thread(emulator.install, DOMAIN, CLIENT_ID)
             tenant = str(tokens["member_id"])
@@ -259,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--offer-per-min", type=float, default=45.0, help="calls per minute offered (rate limited)")
     parser.add_argument("--offer-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="the local API Gateway handles one message at a time (AWS invokes the handler concurrently)",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     result = asyncio.run(run(args))

@@ -92,9 +92,12 @@ def licensed(rt: Runtime, tenant: str, candidates: list[int], now: datetime) -> 
 
 
 def _client_for(rt: Runtime, tenant: str) -> RestClient:
+    """The tenant's Bitrix24 client, kept a few seconds per container (it reads the tenant and its tokens once;
+    a token another container rotated meanwhile is re-read on ``expired_token``)."""
     from cloud.bitrix24.client import client_for
 
-    return client_for(rt, tenant)
+    client: RestClient = _cached(rt, tenant, "client", lambda: client_for(rt, tenant))
+    return client
 
 
 @dataclass
