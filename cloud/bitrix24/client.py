@@ -168,7 +168,10 @@ class Bitrix24Client:
             if kind == "expired":
                 if refreshed:  # a brand-new token expired at once: nothing ran; let the caller come back later
                     raise PortalUnavailable("token expired again after a refresh", maybe_executed=False, method=method)
-                tokens = self._refresh(tokens)
+                try:
+                    tokens = self._refresh(tokens)
+                except PortalUnavailable as exc:  # the OAuth server failed; the call itself was refused
+                    raise PortalUnavailable(exc.reason, maybe_executed=False, method=method) from None
                 refreshed = True
                 continue
             if kind == "auth_lost":

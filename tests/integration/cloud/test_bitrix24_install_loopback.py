@@ -109,9 +109,12 @@ def scenario(emulator: Emulator, server: EmulatorServer, rt: Runtime, rest_url: 
     with pytest.raises(AuthorizationLost):
         client_for(rt, member)
 
-    # 5. Reinstall: active again, events bound again (Bitrix24 dropped them), settings kept.
+    # 5. Reinstall, its ONAPPINSTALL delivered twice: active again, events bound again (Bitrix24 dropped
+    # them), settings kept; the second copy (its refresh token already used) is acknowledged, changes nothing.
+    emulator.faults.duplicate_events = True
     emulator.install(DOMAIN, CLIENT_ID)
-    assert delivered(portal, "ONAPPINSTALL") == ["200", "200"]
+    assert delivered(portal, "ONAPPINSTALL") == ["200", "200", "200"]
+    emulator.faults.duplicate_events = False
     assert store.get_tenant(rt, member).active
     assert bindings(portal) == {(event, f"{rest_url}/b24/events") for event in BOUND}
     item = from_item(rt.dynamodb.get_item(TableName=rt.tables.tenants, Key=to_item({"tenant": member}))["Item"])
