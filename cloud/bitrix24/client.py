@@ -43,6 +43,7 @@ log = logging.getLogger("cloud.bitrix24")
 MAX_BATCH = 50  # DOC settings/how-to-call-rest-api/batch.md
 MAX_REDIRECTS = 3
 _COMMAND_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_METHOD = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,8 @@ class Bitrix24Client:
 
     # -- the request loop ---------------------------------------------------------------------------------------
     def _request(self, method: str, params: dict[str, Any], *, read_only: bool) -> Answer:
+        if not _METHOD.match(method):
+            raise ValueError(f"not a REST method name: {method[:60]!r}")
         policy = self.policy
         deadline = policy.clock() + policy.budget
         tokens = self._current_tokens()

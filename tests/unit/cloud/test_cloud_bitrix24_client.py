@@ -340,3 +340,10 @@ def test_an_unreachable_oauth_server_leaves_the_call_not_executed(client: Bitrix
     with pytest.raises(PortalUnavailable) as caught:
         client.call("crm.lead.add")
     assert caught.value.maybe_executed is False and caught.value.method == "crm.lead.add"
+
+
+@pytest.mark.parametrize("method", ["", "../oauth/token", "user.get?x=1", "user get"])
+def test_method_names_are_checked_before_anything_is_sent(client: Bitrix24Client, portal: Portal, method: str) -> None:
+    with pytest.raises(ValueError, match="method"):
+        client.call(method)
+    assert portal.requests == []
