@@ -232,6 +232,8 @@ class CloudLocal:
                 creator = load_table_creator(creator)
             self.tables = sorted(await asyncio.to_thread(creator, self.dynamodb, self.table_prefix))
             self._rest = LocalRestServer(self._app, config.host, config.rest_port)
+            if not os.environ.get("PUBLIC_BASE_URL"):  # where Bitrix24 (the emulator) posts events to us
+                self._set_env({"PUBLIC_BASE_URL": self._rest.url})
             self._rest.start()
             if "PUBLIC_BASE_URL" not in config.extra_env:
                 self._set_env({"PUBLIC_BASE_URL": self.rest_url})  # where Bitrix24 posts install and events
