@@ -281,3 +281,14 @@ def test_tenants_never_see_each_others_calls(world: World) -> None:
     call_id = store_events(world, events_of("inbound_direct_answered"))
     assert crm_status(world.rt, "another-portal", AGENT, call_id) is None
     assert process_call(world.rt, "another-portal", AGENT, call_id, world.services).status == "missing"
+
+
+def test_a_missed_call_leaves_a_task_for_its_owner(world: World) -> None:
+    save_settings(world.rt, world.tenant, CrmSettings(missed_call_task=True))
+    call_id = store_events(world, events_of("inbound_direct_missed"))
+    assert process_call(world.rt, world.tenant, AGENT, call_id, world.services).status == "done"
+    ((task_id, task),) = world.portal.tasks.items()
+    (call,) = world.calls()
+    assert (int(task["RESPONSIBLE_ID"]), task["TITLE"]) == (ANNA, "Missed call: +79261234567")
+    assert task["UF_CRM_TASK"] == [f"L_{call.crm_entity_id}"]
+    assert status(world, call_id)["progress"].task_id == task_id
