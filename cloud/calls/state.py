@@ -29,7 +29,7 @@ from wire_protocol.call_events import (
     Transfer,
 )
 
-__all__ = ["CallState", "CallStatus", "RingTrack", "apply_event"]
+__all__ = ["CallState", "CallStatus", "RingTrack", "apply_event", "lost_summary"]
 
 CallStatus = Literal["started", "ringing", "answered", "ended"]
 
@@ -75,6 +75,7 @@ class CallState(BaseModel):
     #: Per-call seqs applied so far (sorted): the state's own idempotency record.
     applied: list[int] = Field(default_factory=list)
     last_event_seq: int = 0  # highest per-call seq applied
+    last_event_at: datetime | None = None  # the latest event time: the last moment the PBX call is known to exist
     last_agent_seq: int = 0  # highest agent (outbox) seq applied
     #: Optimistic-locking counter, bumped by every write (see ``cloud.calls.store``).
     version: int = 0
@@ -128,6 +129,7 @@ def apply_event(state: CallState, agent_seq: int, event: CallEvent) -> CallState
         "applied": sorted([*state.applied, event.seq]),
         "last_event_seq": max(state.last_event_seq, event.seq),
         "last_agent_seq": max(state.last_agent_seq, agent_seq),
+        "last_event_at": event.at if state.last_event_at is None else max(state.last_event_at, event.at),
     }
     match event:
         case CallStarted():
@@ -177,3 +179,35 @@ def apply_event(state: CallState, agent_seq: int, event: CallEvent) -> CallState
             if summary.answered_at is not None:
                 update["answered_at"] = summary.answered_at
     return state.model_copy(update=update)
+
+
+def lost_summary(state: CallState, ended_at: datetime) -> CallSummary:
+    """What is known of a call whose end will never be reported (its agent is gone, or lost it): the summary
+    the cloud finishes it with, ended at ``ended_at`` (its last known moment)."""
+    assert state.direction is not None and state.started_at is not None
+    transfers = [state.transfers[seq] for seq in sorted(state.transfers, key=int)]
+    answered = state.answered_seq is not None or state.answered_by is not None
+    final = transfers[-1].to if transfers else state.answered_by or state.caller_extension
+    if answered:
+        result: CallResult = "answered"
+    else:
+        result = "missed" if state.direction == "inbound" else "no_answer"
+    talk_from = state.answered_at if answered else None
+    return CallSummary(
+        call_id=state.call_id,
+        direction=state.direction,
+        external_number=state.external_number,
+        line=state.line,
+        caller_extension=state.caller_extension,
+        rang=state.rang,
+        answered_by=state.answered_by,
+        transfers=transfers,
+        final_extension=final if answered or state.direction != "inbound" else None,
+        result=result,
+        started_at=state.started_at,
+        answered_at=talk_from,
+        ended_at=ended_at,
+        talk_seconds=max(0, round((ended_at - talk_from).total_seconds())) if talk_from else 0,
+        recording=state.recording,
+        command_id=state.command_id,
+    )
