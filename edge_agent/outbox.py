@@ -24,6 +24,10 @@ interpreter adopts calls in progress from the PBX's snapshot and numbers their e
 outbox continues each such call's numbering after what was stored before the restart, so ``event_id``
 (``call_id:seq``) never names two different events and the cloud's idempotent store keeps both.
 
+The ``ended_calls`` table remembers which calls' ``call_ended`` was stored (kept 7 days): a backfill from the PBX's
+CDR database sends only calls the agent never ended itself. The ``meta`` table holds ``ami_covered_until`` (until
+when the agent's AMI view is complete) and the gaps still to backfill (see ``edge_agent/cdr/backfill.py``).
+
 The ``commands`` table is the at-most-once record of click-to-call commands: a command id is inserted
 (``running``) before it reaches the PBX, so a second delivery of the same id never runs it again, and its
 result is kept (``done``) until the cloud has surely seen it.
@@ -75,6 +79,10 @@ CREATE TABLE IF NOT EXISTS calls (
     call_id TEXT PRIMARY KEY,
     last_seq INTEGER NOT NULL,
     updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ended_calls (
+    call_id TEXT PRIMARY KEY,
+    ended_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -192,6 +200,7 @@ class Outbox:
             event = event.model_copy(update={"seq": event.seq + offset})
         if event.type == "call_ended":
             self._db.execute("DELETE FROM calls WHERE call_id = ?", (call_id,))
+            self._db.execute("INSERT OR REPLACE INTO ended_calls (call_id, ended_at) VALUES (?, ?)", (call_id, now))
         else:
             self._db.execute(
                 "INSERT INTO calls (call_id, last_seq, updated_at) VALUES (?, ?, ?) ON CONFLICT (call_id) "
@@ -204,6 +213,53 @@ class Outbox:
         """Forget calls not heard of since ``older_than`` (they ended while the agent was away)."""
         with self._transaction():
             return int(self._db.execute("DELETE FROM calls WHERE updated_at < ?", (older_than,)).rowcount)
+
+    def ended_call_ids(self, call_ids: Sequence[str]) -> set[str]:
+        """Which of ``call_ids`` this outbox already stored a ``call_ended`` for (within the memory kept)."""
+        found: set[str] = set()
+        ids = list(call_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT call_id FROM ended_calls WHERE call_id IN ({marks})", chunk).fetchall()
+            found.update(call_id for (call_id,) in rows)
+        return found
+
+    def started_call_ids(self, call_ids: Sequence[str]) -> set[str]:
+        """Which of ``call_ids`` have events stored but no ``call_ended`` (they started while the agent watched)."""
+        found: set[str] = set()
+        ids = list(call_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT call_id FROM calls WHERE call_id IN ({marks})", chunk).fetchall()
+            found.update(call_id for (call_id,) in rows)
+        return found
+
+    def prune_ended_calls(self, older_than: float) -> int:
+        """Forget ended calls stored before ``older_than``."""
+        with self._transaction():
+            return int(self._db.execute("DELETE FROM ended_calls WHERE ended_at < ?", (older_than,)).rowcount)
+
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set (or, with ``None``, delete) a ``meta`` value, durably."""
+        try:
+            with self._transaction():
+                if value is None:
+                    self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+                else:
+                    self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot write {key} to the outbox {self.path}: {exc}") from exc
+
+    def refresh_depth(self) -> int:
+        """Recount the events (another process, ``edge-agent backfill``, may have appended some)."""
+        self._depth = int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+        return self._depth
 
     def pending(self, after_seq: int = 0, limit: int = 1000) -> list[SequencedEvent]:
         """Unacknowledged events with ``seq > after_seq``, oldest first."""
