@@ -10,10 +10,11 @@ seconds after it closed, and again ``late`` seconds after (``[cdr] late_seconds`
 that fails (database down) is retried on the next pass and the gap kept.
 
 **What is sent.** Calls that *ended* in the gap (with ``SLACK`` either side: the AMI watchdog needs up to 20 s
-to see a dead link), minus the calls the outbox already ended (``ended_calls``), minus the calls the interpreter
-has in progress (it adopted them from the snapshot and will end them itself). Each goes as one ``call_ended``
-with reason ``backfilled``, numbered by the outbox (after the call's earlier events when it started while the
-agent watched). Rows are read from ``LOOKBACK`` before the gap, for calls that started before it.
+to see a dead link; but never from before the AMI session that preceded the gap, when the agent was not
+watching), minus the calls the outbox already ended (``ended_calls``), minus the calls the interpreter has in
+progress (it adopted them from the snapshot and will end them itself). Each goes as one ``call_ended`` with
+reason ``backfilled``, numbered by the outbox (after the call's earlier events when it started while the agent
+watched). Rows are read from ``LOOKBACK`` before the gap, for calls that started before it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ LOOKBACK = timedelta(hours=6)
 #: A gap is widened by this much each side (the AMI watchdog's detection time, clock steps).
 SLACK = timedelta(seconds=60)
 COVERED_KEY = "ami_covered_until"
+SINCE_KEY = "ami_covered_since"
 GAPS_KEY = "backfill_gaps"
 
 
@@ -127,6 +129,8 @@ class Gap:
     start: float
     end: float
     reads: int = 0  # completed reads (a gap is read twice, then dropped)
+    #: When the AMI view before the gap began: SLACK never reaches before it (the agent did not watch then).
+    floor: float | None = None
 
 
 class GapBook:
@@ -148,21 +152,25 @@ class GapBook:
         if not raw:
             return []
         try:
-            return [Gap(float(a), float(b), int(n)) for a, b, n in json.loads(raw)]
+            return [
+                Gap(float(a), float(b), int(n), float(f) if f is not None else None) for a, b, n, f in json.loads(raw)
+            ]
         except (ValueError, TypeError):
             log.error("cdr: the stored backfill gaps are unreadable (%r); dropping them", raw[:200])
             return []
 
     def _save(self, gaps: list[Gap]) -> None:
-        self.outbox.set_meta(GAPS_KEY, json.dumps([[g.start, g.end, g.reads] for g in gaps]) if gaps else None)
+        self.outbox.set_meta(GAPS_KEY, json.dumps([[g.start, g.end, g.reads, g.floor] for g in gaps]) if gaps else None)
 
     def connected(self, at: float) -> Gap | None:
         """AMI (re)connected at ``at``: record the gap since the view was last complete (none on a first start)."""
         since = self.covered_until
+        floor = self.outbox.meta(SINCE_KEY)
         gap = None
         if since is not None and at > since:
-            gap = Gap(since, at)
+            gap = Gap(since, at, floor=float(floor) if floor is not None else None)
             self._save([*self.gaps(), gap])
+        self.outbox.set_meta(SINCE_KEY, repr(at))
         self.cover(at)
         return gap
 
@@ -171,9 +179,12 @@ class GapBook:
 
     def done_reading(self, gap: Gap, *, last: bool) -> None:
         rest = [g for g in self.gaps() if (g.start, g.end) != (gap.start, gap.end)]
-        self._save(rest if last else [*rest, Gap(gap.start, gap.end, gap.reads + 1)])
+        self._save(rest if last else [*rest, Gap(gap.start, gap.end, gap.reads + 1, gap.floor)])
 
 
 def gap_period(gap: Gap) -> tuple[datetime, datetime]:
-    """The period a gap's calls may have ended in (widened by SLACK)."""
-    return (datetime.fromtimestamp(gap.start, UTC) - SLACK, datetime.fromtimestamp(gap.end, UTC) + SLACK)
+    """The period a gap's calls may have ended in: widened by SLACK, but not to before the agent watched."""
+    since = datetime.fromtimestamp(gap.start, UTC) - SLACK
+    if gap.floor is not None:
+        since = max(since, datetime.fromtimestamp(gap.floor, UTC))
+    return (since, datetime.fromtimestamp(gap.end, UTC) + SLACK)

@@ -104,7 +104,7 @@ def test_gaps_are_remembered_read_twice_and_survive_a_restart(outbox: Outbox) ->
     assert book.connected(1000.0) is None  # the first start ever: nothing to catch up on
     book.cover(1010.0)
     gap = book.connected(1100.0)
-    assert gap is not None and (gap.start, gap.end, gap.reads) == (1010.0, 1100.0, 0)
+    assert gap is not None and (gap.start, gap.end, gap.reads, gap.floor) == (1010.0, 1100.0, 0, 1000.0)
     assert book.covered_until == 1100.0
     outbox.close()
     book = GapBook(Outbox(outbox.path))
@@ -114,8 +114,13 @@ def test_gaps_are_remembered_read_twice_and_survive_a_restart(outbox: Outbox) ->
     assert again.reads == 1
     book.done_reading(again, last=True)
     assert book.gaps() == []
+    # the slack before the gap stops where the agent started watching (it knows nothing of what ended before)
     since, until = gap_period(kept)
-    assert since == datetime.fromtimestamp(1010.0, UTC) - SLACK and until == datetime.fromtimestamp(1100.0, UTC) + SLACK
+    assert since == datetime.fromtimestamp(1000.0, UTC) and until == datetime.fromtimestamp(1100.0, UTC) + SLACK
+    book.cover(2000.0)
+    later = book.connected(2100.0)
+    assert later is not None and later.floor == 1100.0
+    assert gap_period(later)[0] == datetime.fromtimestamp(2000.0, UTC) - SLACK
 
 
 def test_unreadable_stored_gaps_are_dropped_with_an_error(outbox: Outbox, caplog: pytest.LogCaptureFixture) -> None:
