@@ -46,6 +46,8 @@ ENDED_CALL_MEMORY_SECONDS = 7 * 24 * 3600.0
 COVER_EVERY_SECONDS = 5.0
 #: A gap is first read this long after AMI came back (CDR rows of calls that just ended are being written).
 SETTLE_SECONDS = 10.0
+#: How often the backfill task looks for gaps due.
+BACKFILL_POLL_SECONDS = 5.0
 #: After a failed CDR read, wait this long before trying again.
 CDR_RETRY_SECONDS = 60.0
 
@@ -203,7 +205,7 @@ class Agent:
         log.info("cdr: backfill from %s", config.cdr.parsed.redacted)
         try:
             while True:
-                delay = 5.0
+                delay = BACKFILL_POLL_SECONDS
                 now = self._clock()
                 for gap in gaps.gaps():
                     if now < gap.end + (SETTLE_SECONDS if gap.reads == 0 else max(late, SETTLE_SECONDS)):
