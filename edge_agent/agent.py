@@ -228,6 +228,7 @@ class Agent:
                     _log_report(report, "last read" if last else "first read")
                     if report.sent:
                         link.events_stored()
+                reader.close()  # a connection per pass: none left idle on the PBX's database for hours
                 await asyncio.sleep(delay)
         finally:
             reader.close()
@@ -239,7 +240,6 @@ class Agent:
         ``ami_covered_until`` current; send what ``edge-agent backfill`` stored from another process."""
         gaps = GapBook(outbox) if self.config.cdr is not None else None
         covered_at = 0.0
-        last_seq = outbox.last_seq
         while True:
             up = connector.connected.is_set()
             now = self._clock()
@@ -249,9 +249,7 @@ class Agent:
                     gaps.cover(now)
                 except OutboxError as exc:
                     log.error("cdr: %s", exc)
-            if outbox.last_seq != last_seq:
-                last_seq = outbox.last_seq
-                outbox.refresh_depth()
+            if outbox.appended_elsewhere():
                 link.events_stored()
             if up and connector.banner and protocol.hello.ami_version is None:
                 version = connector.banner.rpartition("/")[2].strip() or None

@@ -145,6 +145,8 @@ class Outbox:
         except (sqlite3.Error, OSError) as exc:
             raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
         self._since_warning = 0
+        #: The highest seq this instance has counted (its own appends, or a recount after another process's).
+        self._seen_seq = self.last_seq
         #: call id -> what to add to the interpreter's per-call seq (non-zero for calls adopted after a restart)
         self._offsets: dict[str, int] = {}
         self._level = self._level_of(self._depth)
@@ -180,6 +182,7 @@ class Outbox:
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot store {len(events)} call event(s) in {self.path}: {exc}") from exc
         self._depth += len(stored)
+        self._seen_seq = max(self._seen_seq, stored[-1].seq)
         self._check_bound(len(stored))
         for item in stored:
             if item.event.type == "call_ended":
@@ -256,10 +259,15 @@ class Outbox:
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot write {key} to the outbox {self.path}: {exc}") from exc
 
-    def refresh_depth(self) -> int:
-        """Recount the events (another process, ``edge-agent backfill``, may have appended some)."""
+    def appended_elsewhere(self) -> bool:
+        """Did another process (``edge-agent backfill``) append events since we last looked? Then the depth is
+        recounted. Cheap enough to ask every second: one lookup in ``sqlite_sequence``."""
+        top = self.last_seq
+        if top <= self._seen_seq:
+            return False
         self._depth = int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
-        return self._depth
+        self._seen_seq = top
+        return True
 
     def pending(self, after_seq: int = 0, limit: int = 1000) -> list[SequencedEvent]:
         """Unacknowledged events with ``seq > after_seq``, oldest first."""
@@ -316,6 +324,7 @@ class Outbox:
                     self._db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (top,))
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot renumber the outbox {self.path}: {exc}") from exc
+        self._seen_seq = max(self._seen_seq, top)
         return len(rows)
 
     def reject(self, seq: int, reason: str) -> None:

@@ -130,7 +130,9 @@ class SqliteCdrReader(_SqlReader):
         if self._db is None:
             assert self.dsn.path is not None
             try:
-                self._db = sqlite3.connect(f"file:{self.dsn.path}?mode=ro", uri=True, timeout=5.0)
+                self._db = sqlite3.connect(  # used by one thread at a time (a worker), closed by another
+                    f"file:{self.dsn.path}?mode=ro", uri=True, timeout=5.0, check_same_thread=False
+                )
                 self._db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
             except sqlite3.Error as exc:
                 self._db = None

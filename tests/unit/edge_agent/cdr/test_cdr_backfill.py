@@ -174,3 +174,16 @@ def test_times_for_the_command() -> None:
     assert parse_moment("2026-11-26T09:00+03:00", now) == datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
     with pytest.raises(ConfigError):
         parse_moment("-2x", now)
+
+
+def test_the_running_agent_notices_what_the_command_stored(master_db: Path, outbox: Outbox) -> None:
+    assert not outbox.appended_elsewhere()
+    outbox.append(
+        [CallEnded(call_id="own", seq=1, at=SINCE, summary=backfiller(master_db, outbox).read(SINCE, UNTIL)[1][0])]
+    )
+    assert not outbox.appended_elsewhere() and outbox.depth == 1  # its own appends are counted already
+    command = Outbox(outbox.path)  # edge-agent backfill, another process
+    backfiller(master_db, command).run(SINCE, UNTIL)
+    command.close()
+    assert outbox.appended_elsewhere() and outbox.depth == 1 + len(ALL)
+    assert not outbox.appended_elsewhere()
