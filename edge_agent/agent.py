@@ -21,7 +21,7 @@ from edge_agent.ami.connector import AmiConnector
 from edge_agent.ami.framing import AmiMessage
 from edge_agent.calls.interpreter import CallInterpreter
 from edge_agent.cdr.backfill import Backfiller, BackfillReport, GapBook, gap_period
-from edge_agent.cdr.readers import open_reader
+from edge_agent.cdr.readers import CdrReader, open_reader
 from edge_agent.commands import CommandExecutor
 from edge_agent.config import AgentConfig
 from edge_agent.errors import CdrError, ConfigError, OutboxError
@@ -146,6 +146,7 @@ class Agent:
         # link, connector and executor refer to each other; the closures resolve when first called
         interpreter = CallInterpreter(config.calls)
         gaps = GapBook(outbox) if config.cdr is not None else None
+        reader = open_reader(config.cdr) if config.cdr is not None else None  # a missing driver stops us here
         sink = OutboxSink(interpreter, outbox, lambda: link.events_stored(), gaps)
         connector = AmiConnector(config.ami, sink)
 
@@ -179,8 +180,8 @@ class Agent:
             asyncio.create_task(self._watch_ami(connector, protocol, link, outbox), name="ami-state"),
             asyncio.create_task(self._stop.wait(), name="stop"),
         }
-        if gaps is not None:
-            tasks.add(asyncio.create_task(self._backfill(gaps, interpreter, link), name="backfill"))
+        if gaps is not None and reader is not None:
+            tasks.add(asyncio.create_task(self._backfill(gaps, reader, interpreter, link), name="backfill"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -195,11 +196,10 @@ class Agent:
             if not task.cancelled() and (error := task.exception()) is not None:
                 raise error
 
-    async def _backfill(self, gaps: GapBook, interpreter: CallInterpreter, link: LinkClient) -> None:
+    async def _backfill(self, gaps: GapBook, reader: CdrReader, interpreter: CallInterpreter, link: LinkClient) -> None:
         """Read each gap in the AMI view from the CDR (twice: rows can be written late) and send what was missed."""
         config = self.config
         assert config.cdr is not None
-        reader = open_reader(config.cdr)
         backfiller = Backfiller(reader, gaps.outbox, lambda: interpreter.rules)
         late = config.cdr.late_seconds
         log.info("cdr: backfill from %s", config.cdr.parsed.redacted)

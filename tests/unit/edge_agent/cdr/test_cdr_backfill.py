@@ -187,3 +187,15 @@ def test_the_running_agent_notices_what_the_command_stored(master_db: Path, outb
     command.close()
     assert outbox.appended_elsewhere() and outbox.depth == 1 + len(ALL)
     assert not outbox.appended_elsewhere()
+
+
+def test_doctor_reads_the_cdr(master_db: Path, tmp_path: Path) -> None:
+    from edge_agent.doctor import _check_cdr
+
+    config = load_config(environment(master_db, tmp_path))
+    [check] = _check_cdr(config, lambda: UNTIL.timestamp())
+    assert check.status == "ok" and f"{sum(len(r) for r in lab_rows().values())} row(s)" in check.detail
+    missing = load_config({**environment(master_db, tmp_path), "EDGE_CDR_DSN": f"sqlite://{tmp_path}/none.db"})
+    [check] = _check_cdr(missing, lambda: UNTIL.timestamp())
+    assert check.status == "fail" and "cannot open the CDR database" in check.detail
+    assert _check_cdr(load_config({"EDGE_AMI_USER": "u", "EDGE_AMI_SECRET": "s"}), lambda: UNTIL.timestamp()) == []
