@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from typing import Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -99,7 +101,8 @@ class CdrSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     dsn: SecretStr
-    #: The zone CDR times are written in (Asterisk writes local time unless ``usegmtime``); "local" = this host's.
+    #: The zone CDR times are written in (Asterisk writes local time unless ``usegmtime``); "local" = this host's
+    #: (named from ``TZ`` or ``/etc/localtime`` when possible, so summer time is right).
     timezone: str = "local"
     #: CDR rows are written when a call ends, sometimes late (``batch=yes`` buffers up to minutes): a gap is read
     #: again this many seconds after it closed.
@@ -127,10 +130,21 @@ class CdrSettings(BaseModel):
 
     @property
     def zone(self) -> tzinfo:
-        if self.timezone == "local":
-            from datetime import datetime
+        return local_zone() if self.timezone == "local" else ZoneInfo(self.timezone)
 
-            local = datetime.now().astimezone().tzinfo
-            assert local is not None
-            return local
-        return ZoneInfo(self.timezone)
+
+def local_zone() -> tzinfo:
+    """This host's zone with its summer-time rules when it can be named (``TZ``, or what ``/etc/localtime`` links
+    to), else its current UTC offset."""
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    with contextlib.suppress(OSError):
+        target = os.path.realpath("/etc/localtime")
+        if "/zoneinfo/" in target:
+            candidates.append(target.split("/zoneinfo/", 1)[1])
+    for key in candidates:
+        if key:
+            with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
+                return ZoneInfo(key)
+    offset = datetime.now().astimezone().tzinfo
+    assert offset is not None
+    return offset

@@ -171,3 +171,26 @@ async def test_a_cdr_database_it_cannot_read_is_retried_and_the_gap_kept(
         master_db.parent.mkdir()
         write_master_db(master_db)
         await cloud.wait_until(lambda: set(ends(cloud)) == set(calls), timeout=20)
+
+
+async def test_a_missing_database_driver_stops_run_at_once_saying_what_to_install(
+    tmp_path: Path, ami: FakeAmiServer, cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from edge_agent.errors import CdrError
+
+    monkeypatch.setitem(sys.modules, "pymysql", None)  # not installed
+    environ = {
+        "EDGE_AMI_PORT": str(ami.port),
+        "EDGE_AMI_USER": "edge",
+        "EDGE_AMI_SECRET": "edge-secret",
+        "EDGE_CLOUD_URL": cloud.url,
+        "EDGE_TOKEN": "agent-token",
+        "EDGE_DATA_DIR": str(tmp_path / "data"),
+        "EDGE_CDR_DSN": "mysql://pbxlink:pw@127.0.0.1/asteriskcdrdb",
+    }
+    agent = Agent(load_config(environ, need_cloud=True))
+    with pytest.raises(CdrError, match=r"pip install 'pbxlink\[cdr-mysql\]'"):
+        await asyncio.wait_for(agent.run(), 10)
+    assert cloud.open_connections("agent-1") == 0

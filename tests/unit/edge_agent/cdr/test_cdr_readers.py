@@ -103,6 +103,14 @@ def test_an_unreachable_server_is_a_cdr_error_without_the_password(monkeypatch: 
     assert "connection refused" in str(caught.value) and "hunter2" not in str(caught.value)
 
 
+def test_local_zone_is_named_from_tz_when_it_can_be(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Europe/Moscow")
+    assert settings("sqlite:///x.db", "local").zone == ZoneInfo("Europe/Moscow")
+    monkeypatch.setenv("TZ", "Not/AZone")
+    zone = settings("sqlite:///x.db", "local").zone  # falls back to /etc/localtime or the current offset
+    assert datetime(2026, 1, 1, tzinfo=zone).utcoffset() is not None
+
+
 def test_local_zone_is_this_hosts() -> None:
     zone = settings("sqlite:///x.db", "local").zone
     assert datetime(2026, 1, 1, tzinfo=zone).utcoffset() == datetime(2026, 1, 1).astimezone().utcoffset()
