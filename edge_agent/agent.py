@@ -223,6 +223,10 @@ class Agent:
                         log.error("cdr: backfill of %s to %s failed, will retry: %s", since, until, exc)
                         delay = CDR_RETRY_SECONDS
                         break
+                    except Exception:  # a bug on odd data must not stop the agent; the gap is kept and retried
+                        log.exception("cdr: backfill of %s to %s failed unexpectedly, will retry", since, until)
+                        delay = CDR_RETRY_SECONDS
+                        break
                     last = gap.reads >= 1 or late <= 0
                     gaps.done_reading(gap, last=last)
                     _log_report(report, "last read" if last else "first read")

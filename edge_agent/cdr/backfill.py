@@ -25,6 +25,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from pydantic import ValidationError
+
 from edge_agent.calls.channels import ChannelRules
 from edge_agent.outbox import Outbox
 from wire_protocol.call_events import CallEnded, CallSummary
@@ -108,11 +110,18 @@ class Backfiller:
         chosen = choose_calls(
             summaries, report.since, report.until, ended=ended, in_progress=in_progress, report=report
         )
-        if chosen and not dry_run:
-            self.outbox.append(
-                [CallEnded(call_id=s.call_id, seq=1, at=s.ended_at, summary=s, reason="backfilled") for s in chosen]
-            )
-        report.sent = chosen
+        events = []
+        for summary in chosen:
+            try:
+                events.append(
+                    CallEnded(call_id=summary.call_id, seq=1, at=summary.ended_at, summary=summary, reason="backfilled")
+                )
+            except ValidationError as exc:  # e.g. a call id the wire protocol cannot carry
+                log.warning("cdr: call %s cannot be sent: %s", summary.call_id[:80], exc.errors()[0]["msg"])
+        if events and not dry_run:
+            self.outbox.append(events)
+        sendable = {e.call_id for e in events}
+        report.sent = [s for s in chosen if s.call_id in sendable]
         return report
 
     def run(

@@ -23,6 +23,7 @@ recording's full path (``recording`` is FreePBX's ``recordingfile`` column as wr
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
@@ -32,6 +33,8 @@ from wire_protocol.call_events import CallResult, CallSummary, Direction
 from .rows import CdrRow
 
 __all__ = ["group_calls", "summarize_call", "summarize_rows"]
+
+log = logging.getLogger(__name__)
 
 _ANONYMOUS = frozenset({"", "<unknown>", "unknown", "anonymous", "restricted", "private", "unavailable"})
 _FAILED = frozenset({"CONGESTION", "FAILED"})
@@ -46,9 +49,18 @@ def group_calls(rows: Iterable[CdrRow]) -> dict[str, list[CdrRow]]:
 
 
 def summarize_rows(rows: Iterable[CdrRow], rules: ChannelRules) -> list[CallSummary]:
-    """Every call in ``rows`` that is a call, oldest first."""
-    summaries = [summarize_call(legs, rules) for legs in group_calls(rows).values()]
-    return sorted((s for s in summaries if s is not None), key=lambda s: (s.started_at, s.call_id))
+    """Every call in ``rows`` that is a call, oldest first. A call whose rows make no valid summary is logged
+    and left out; it never stops the others."""
+    summaries = []
+    for call_id, legs in group_calls(rows).items():
+        try:
+            summary = summarize_call(legs, rules)
+        except Exception as exc:  # odd rows (a bug on them) must not cost the other calls
+            log.warning("cdr: call %s skipped, its %d row(s) make no summary: %s", call_id[:80], len(legs), exc)
+            continue
+        if summary is not None:
+            summaries.append(summary)
+    return sorted(summaries, key=lambda s: (s.started_at, s.call_id))
 
 
 def summarize_call(rows: Sequence[CdrRow], rules: ChannelRules) -> CallSummary | None:

@@ -199,3 +199,16 @@ def test_doctor_reads_the_cdr(master_db: Path, tmp_path: Path) -> None:
     [check] = _check_cdr(missing, lambda: UNTIL.timestamp())
     assert check.status == "fail" and "cannot open the CDR database" in check.detail
     assert _check_cdr(load_config({"EDGE_AMI_USER": "u", "EDGE_AMI_SECRET": "s"}), lambda: UNTIL.timestamp()) == []
+
+
+def test_a_call_id_the_wire_cannot_carry_is_logged_and_the_others_sent(
+    outbox: Outbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = lab_rows()["internal_answered"] + lab_rows()["outbound_busy"]
+    long_id = "pbx-" + "9" * 300
+    rows = [dict(r, linkedid=long_id, uniqueid=long_id) if r["dst"] == "102" else r for r in rows]
+    db = lab_master_db(tmp_path / "odd.db", rows)
+    report = backfiller(db, outbox).run(SINCE, UNTIL)
+    assert [s.call_id for s in report.sent] == ["pbx-1795686794.182"]
+    assert [e.call_id for e in stored(outbox)] == ["pbx-1795686794.182"]
+    assert "cannot be sent" in caplog.text

@@ -3,6 +3,7 @@ the scenarios expect (the same expectations the AMI interpreter meets), except w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,6 +15,7 @@ from edge_agent.calls.channels import ChannelRules
 from edge_agent.cdr.rows import CdrRow, UnusableRow, row_from_db
 from edge_agent.cdr.summaries import summarize_call, summarize_rows
 from sandbox.call_expectations import AnyOrder, mismatches
+from wire_protocol.call_events import CallSummary
 
 UTC_ZONE = ZoneInfo("UTC")
 #: Not in a CDR: how a call moved (transfers), the click-to-call command, the recording's full path.
@@ -129,3 +131,22 @@ def test_an_unanswered_leg_has_no_answer_time_and_mysql_zero_dates_are_none() ->
 def test_rows_without_the_essentials_are_refused_clearly(broken: dict[str, Any]) -> None:
     with pytest.raises(UnusableRow):
         row_from_db(asterisk_row(**broken), UTC_ZONE)
+
+
+def test_a_call_whose_rows_make_no_summary_is_skipped_not_fatal(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from edge_agent.cdr import summaries
+
+    real = summaries.summarize_call
+
+    def fragile(rows: Sequence[CdrRow], rules: ChannelRules) -> CallSummary | None:
+        if rows[0].call_id == "y.1":
+            raise ValueError("a bug on odd rows")
+        return real(rows, rules)
+
+    monkeypatch.setattr(summaries, "summarize_call", fragile)
+    odd = row_from_db(asterisk_row(uniqueid="y.1", linkedid="y.1"), UTC_ZONE)
+    fine = row_from_db(asterisk_row(), UTC_ZONE)
+    assert [s.call_id for s in summarize_rows([odd, fine], ChannelRules())] == ["1764151200.1"]
+    assert "call y.1 skipped" in caplog.text and "a bug on odd rows" in caplog.text
