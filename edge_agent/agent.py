@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -202,7 +203,8 @@ class Agent:
         assert config.cdr is not None
         backfiller = Backfiller(reader, gaps.outbox, lambda: interpreter.rules)
         late = config.cdr.late_seconds
-        log.info("cdr: backfill from %s", config.cdr.parsed.redacted)
+        cel = f", CEL table {config.cdr.cel_table}" if config.cdr.cel_table else ""
+        log.info("cdr: backfill from %s%s", config.cdr.parsed.redacted, cel)
         try:
             while True:
                 delay = BACKFILL_POLL_SECONDS
@@ -217,7 +219,10 @@ class Agent:
                     since, until = gap_period(gap)
                     report = BackfillReport(since, until)
                     try:
-                        report.rows, summaries = await asyncio.to_thread(backfiller.read, since, until)
+                        first = gap.reads == 0 and late > 0  # the late read sends what was still incomplete
+                        report.rows, summaries = await asyncio.to_thread(
+                            functools.partial(backfiller.read, since, until, complete_only=first)
+                        )
                         backfiller.store(report, summaries, in_progress=interpreter.open_call_ids())
                     except (CdrError, OutboxError) as exc:
                         log.error("cdr: backfill of %s to %s failed, will retry: %s", since, until, exc)

@@ -19,6 +19,7 @@
     dsn = "sqlite:///var/log/asterisk/master.db"   # or EDGE_CDR_DSN (postgresql://…, mysql://…)
     timezone = "local"        # or EDGE_CDR_TIMEZONE: the zone CDR times are written in
     late_seconds = 120        # or EDGE_CDR_LATE_SECONDS: a gap is read again this long after it closed
+    cel_table = "cel"         # or EDGE_CDR_CEL_TABLE: CEL in the same database adds transfers (optional)
 
     [calls]                   # how to tell extensions from trunks; the defaults fit plain Asterisk and FreePBX
     extension_pattern = '^\\d{2,6}$'
@@ -76,6 +77,7 @@ CDR_ENVIRONMENT = {
     "EDGE_CDR_DSN": "dsn",
     "EDGE_CDR_TIMEZONE": "timezone",
     "EDGE_CDR_LATE_SECONDS": "late_seconds",
+    "EDGE_CDR_CEL_TABLE": "cel_table",
 }
 #: Environment variable -> [cloud] setting.
 CLOUD_ENVIRONMENT = {

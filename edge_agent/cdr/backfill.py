@@ -32,7 +32,8 @@ from edge_agent.outbox import Outbox
 from wire_protocol.call_events import CallEnded, CallSummary
 
 from .readers import CdrReader
-from .summaries import summarize_rows
+from .rows import CelEvent
+from .summaries import summarize_rows, with_transfers
 
 __all__ = ["LOOKBACK", "SLACK", "BackfillReport", "Backfiller", "Gap", "GapBook", "choose_calls", "gap_period"]
 
@@ -91,10 +92,21 @@ class Backfiller:
         self.outbox = outbox
         self._rules = rules
 
-    def read(self, since: datetime, until: datetime) -> tuple[int, list[CallSummary]]:
-        """(rows read, calls that ended in the period); raises :class:`CdrError`."""
+    def read(self, since: datetime, until: datetime, *, complete_only: bool = False) -> tuple[int, list[CallSummary]]:
+        """(rows read, calls that ended in the period); raises :class:`CdrError`. With CEL, transfers are added,
+        and ``complete_only`` leaves out calls without their ``LINKEDID_END`` yet (rows may still be coming)."""
         rows = self.reader.rows(since - LOOKBACK, until)
-        summaries = [s for s in summarize_rows(rows, self._rules()) if since <= s.ended_at < until]
+        rules = self._rules()
+        summaries = [s for s in summarize_rows(rows, rules) if since <= s.ended_at < until]
+        events = self.reader.cel_events(since - LOOKBACK, until + SLACK) if summaries else []
+        if events:
+            by_call: dict[str, list[CelEvent]] = {}
+            for event in events:
+                by_call.setdefault(event.linkedid, []).append(event)
+            summaries = [with_transfers(s, by_call.get(s.call_id, []), rules) for s in summaries]
+            if complete_only:
+                over = {e.linkedid for e in events if e.eventtype == "LINKEDID_END"}
+                summaries = [s for s in summaries if s.call_id in over]
         return len(rows), summaries
 
     def store(

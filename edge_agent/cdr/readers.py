@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from edge_agent.errors import CdrError
 
-from .rows import CdrRow, UnusableRow, row_from_db
+from .rows import CdrRow, CelEvent, UnusableRow, cel_from_db, row_from_db
 from .settings import CdrDsn, CdrSettings
 
 __all__ = ["KNOWN_COLUMNS", "CdrReader", "DbApiCdrReader", "SqliteCdrReader", "open_reader"]
@@ -38,6 +38,10 @@ class CdrReader(Protocol):
         """Rows whose leg started in ``[since, until)`` (aware datetimes)."""
         ...
 
+    def cel_events(self, since: datetime, until: datetime) -> list[CelEvent]:
+        """Transfer and end-of-call CEL events in ``[since, until)``; empty without a CEL table."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -47,9 +51,10 @@ class _SqlReader:
     placeholder = "?"
     quote = '"'
 
-    def __init__(self, dsn: CdrDsn, zone: tzinfo) -> None:
+    def __init__(self, dsn: CdrDsn, zone: tzinfo, cel_table: str | None = None) -> None:
         self.dsn = dsn
         self.zone = zone
+        self.cel_table = cel_table
         self._columns: list[str] | None = None
 
     def _connection(self) -> Any:
@@ -63,8 +68,8 @@ class _SqlReader:
         finally:
             cursor.close()
 
-    def _table(self) -> str:
-        return ".".join(f"{self.quote}{part}{self.quote}" for part in self.dsn.table.split("."))
+    def _table(self, name: str | None = None) -> str:
+        return ".".join(f"{self.quote}{part}{self.quote}" for part in (name or self.dsn.table).split("."))
 
     def columns(self) -> list[str]:
         if self._columns is None:
@@ -109,6 +114,39 @@ class _SqlReader:
                 log.warning("cdr: skipping a row: %s", exc)
         return rows
 
+    def cel_events(self, since: datetime, until: datetime) -> list[CelEvent]:
+        if self.cel_table is None:
+            return []
+        q, p = self.quote, self.placeholder
+        columns = ("eventtype", "eventtime", "channame", "uniqueid", "linkedid", "extra")
+        sql = (
+            f"SELECT {', '.join(q + c + q for c in columns)} FROM {self._table(self.cel_table)} "
+            f"WHERE {q}eventtime{q} >= {p} AND {q}eventtime{q} < {p} "
+            f"AND {q}eventtype{q} IN ('BLINDTRANSFER', 'ATTENDEDTRANSFER', 'LINKEDID_END')"
+        )
+        try:
+            cursor = self._connection().cursor()
+            try:
+                cursor.execute(sql, (self._local(since), self._local(until)))
+                fetched: Sequence[Sequence[object]] = cursor.fetchall()
+            finally:
+                cursor.close()
+        except CdrError:
+            raise
+        except Exception as exc:
+            self._reset()
+            raise CdrError(
+                f"cannot read CEL table {self.cel_table} from {self.dsn.redacted}: {_describe(exc)} (it needs "
+                f"the columns {', '.join(columns)}; or unset EDGE_CDR_CEL_TABLE)"
+            ) from None
+        events = []
+        for values in fetched:
+            try:
+                events.append(cel_from_db(dict(zip(columns, values, strict=True)), self.zone))
+            except UnusableRow as exc:
+                log.warning("cdr: skipping a CEL row: %s", exc)
+        return events
+
     def _local(self, moment: datetime) -> Any:
         return moment.astimezone(self.zone).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -122,8 +160,8 @@ class _SqlReader:
 class SqliteCdrReader(_SqlReader):
     """``cdr_sqlite3_custom``'s ``master.db``, opened read-only (Asterisk is the writer)."""
 
-    def __init__(self, dsn: CdrDsn, zone: tzinfo) -> None:
-        super().__init__(dsn, zone)
+    def __init__(self, dsn: CdrDsn, zone: tzinfo, cel_table: str | None = None) -> None:
+        super().__init__(dsn, zone, cel_table)
         self._db: sqlite3.Connection | None = None
 
     def _connection(self) -> sqlite3.Connection:
@@ -162,8 +200,8 @@ class DbApiCdrReader(_SqlReader):
 
     placeholder = "%s"
 
-    def __init__(self, dsn: CdrDsn, zone: tzinfo, connect: Callable[[], Any]) -> None:
-        super().__init__(dsn, zone)
+    def __init__(self, dsn: CdrDsn, zone: tzinfo, connect: Callable[[], Any], cel_table: str | None = None) -> None:
+        super().__init__(dsn, zone, cel_table)
         self.quote = "`" if dsn.engine == "mysql" else '"'
         self._connect = connect
         self._db: Any = None
@@ -211,8 +249,9 @@ def open_reader(settings: CdrSettings) -> CdrReader:
     """A reader for the configured database; the driver is imported here, and a missing one is a CdrError."""
     dsn = settings.parsed
     zone = settings.zone
+    cel = settings.cel_table
     if dsn.engine == "sqlite":
-        return SqliteCdrReader(dsn, zone)
+        return SqliteCdrReader(dsn, zone, cel)
     if dsn.engine == "postgresql":
         psycopg = _driver("psycopg", "cdr-postgres")
 
@@ -222,7 +261,7 @@ def open_reader(settings: CdrSettings) -> CdrReader:
                 connect_timeout=10,
             )  # fmt: skip
 
-        return DbApiCdrReader(dsn, zone, connect_pg)
+        return DbApiCdrReader(dsn, zone, connect_pg, cel)
     pymysql = _driver("pymysql", "cdr-mysql")
 
     def connect_mysql() -> Any:
@@ -231,7 +270,7 @@ def open_reader(settings: CdrSettings) -> CdrReader:
             connect_timeout=10, read_timeout=60, charset="utf8mb4",
         )  # fmt: skip
 
-    return DbApiCdrReader(dsn, zone, connect_mysql)
+    return DbApiCdrReader(dsn, zone, connect_mysql, cel)
 
 
 def _describe(exc: BaseException) -> str:

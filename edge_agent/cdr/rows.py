@@ -5,16 +5,20 @@ Asterisk's own schema has ``start``/``answer``/``end``; FreePBX's ``asteriskcdrd
 answer and end times follow to the second. Values arrive as the driver gives them: SQLite's custom backend
 stores every value as text, MySQL and PostgreSQL return ``datetime`` and ``int``. CDR times are the PBX's local
 time (unless ``usegmtime``), so naive times are read in the configured zone and turned into UTC.
+
+CEL rows (``cel`` table, when configured) add what a CDR cannot say: transfers (``BLINDTRANSFER``,
+``ATTENDEDTRANSFER``, whose ``extra`` column is JSON) and the moment a call is over (``LINKEDID_END``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["CdrRow", "UnusableRow", "row_from_db"]
+__all__ = ["CdrRow", "CelEvent", "UnusableRow", "cel_from_db", "row_from_db"]
 
 
 class UnusableRow(ValueError):
@@ -126,3 +130,42 @@ def _time(value: object, zone: tzinfo) -> datetime | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
     return moment.astimezone(UTC)
+
+
+class CelEvent(BaseModel):
+    """One Channel Event Logging row (only the kinds the backfill reads); ``extra`` is its JSON detail."""
+
+    model_config = ConfigDict(frozen=True)
+
+    eventtype: str  # BLINDTRANSFER, ATTENDEDTRANSFER, LINKEDID_END
+    eventtime: datetime
+    channame: str
+    uniqueid: str
+    linkedid: str
+    extra: dict[str, object]
+
+
+def cel_from_db(values: Mapping[str, object], zone: tzinfo) -> CelEvent:
+    """Normalize a CEL row; raises :class:`UnusableRow`."""
+    row = {str(key).lower(): value for key, value in values.items()}
+    when = _time(row.get("eventtime"), zone)
+    linkedid = _text(row.get("linkedid"))
+    if when is None or not linkedid:
+        raise UnusableRow(f"CEL row without eventtime or linkedid: {_text(row.get('eventtype'))[:40]!r}")
+    extra: dict[str, object] = {}
+    text = _text(row.get("extra"))
+    if text:
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            extra = parsed
+    return CelEvent(
+        eventtype=_text(row.get("eventtype")).upper(),
+        eventtime=when,
+        channame=_text(row.get("channame")),
+        uniqueid=_text(row.get("uniqueid")),
+        linkedid=linkedid,
+        extra=extra,
+    )

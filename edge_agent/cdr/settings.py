@@ -107,6 +107,16 @@ class CdrSettings(BaseModel):
     #: CDR rows are written when a call ends, sometimes late (``batch=yes`` buffers up to minutes): a gap is read
     #: again this many seconds after it closed.
     late_seconds: float = Field(default=120.0, ge=0, le=3600)
+    #: The CEL table in the same database (``cel``), when Asterisk logs CEL there: adds transfers, and tells when a
+    #: call is over. None: CDR only.
+    cel_table: str | None = None
+
+    @field_validator("cel_table")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and not _TABLE.match(value):
+            raise ValueError(f"CEL table name {value[:40]!r} is not a plain SQL name (letters, digits, _, one dot)")
+        return value
 
     @field_validator("dsn")
     @classmethod

@@ -19,6 +19,9 @@ share its ``linkedid``. Who is who comes from channel names with the same :class
 What a CDR cannot say: transfers (the rows show who talked in turn, not how the call moved; ``transfers`` is
 empty, ``final_extension`` still names who had the call last), the click-to-call command id, and the
 recording's full path (``recording`` is FreePBX's ``recordingfile`` column as written, usually a bare name).
+With CEL, :func:`with_transfers` adds the transfers: ``BLINDTRANSFER`` (from the transferer's channel to the
+``extension`` of its ``extra``) and ``ATTENDEDTRANSFER`` (to the ``transfer_target_channel_name``'s extension;
+Asterisk 22 often writes ``N/A`` there, and then the target is the extension that had the call last).
 """
 
 from __future__ import annotations
@@ -28,11 +31,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 from edge_agent.calls.channels import ChannelKind, ChannelRules, ParsedChannel, number_from_dialstring, parse_channel
-from wire_protocol.call_events import CallResult, CallSummary, Direction
+from wire_protocol.call_events import CallResult, CallSummary, Direction, Transfer, TransferKind
 
-from .rows import CdrRow
+from .rows import CdrRow, CelEvent
 
-__all__ = ["group_calls", "summarize_call", "summarize_rows"]
+__all__ = ["group_calls", "summarize_call", "summarize_rows", "with_transfers"]
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +139,28 @@ def summarize_call(rows: Sequence[CdrRow], rules: ChannelRules) -> CallSummary |
         recording=next((r.recordingfile for r in legs if r.recordingfile), None),
         command_id=None,
     )
+
+
+def with_transfers(summary: CallSummary, events: Sequence[CelEvent], rules: ChannelRules) -> CallSummary:
+    """The summary with the transfers its call's CEL events record (in time order)."""
+    transfers: list[Transfer] = []
+    kind: TransferKind
+    for event in sorted(events, key=lambda e: e.eventtime):
+        source = parse_channel(event.channame, rules.is_extension_number).extension
+        if event.eventtype == "BLINDTRANSFER":
+            target = event.extra.get("extension")
+            to = str(target) if target else None
+            kind = "blind"
+        elif event.eventtype == "ATTENDEDTRANSFER":
+            name = str(event.extra.get("transfer_target_channel_name") or "")
+            to = parse_channel(name, rules.is_extension_number).extension if "/" in name else None
+            to = to or (summary.final_extension if summary.final_extension != source else None)
+            kind = "attended"
+        else:
+            continue
+        if to:
+            transfers.append(Transfer(from_extension=source, to=to, kind=kind))
+    return summary.model_copy(update={"transfers": transfers}) if transfers else summary
 
 
 def _direction(caller: ParsedChannel, targets: list[ParsedChannel]) -> Direction | None:

@@ -3,7 +3,8 @@ cut, reach the cloud once, as backfilled ``call_ended`` events with the fields t
 are never sent again, neither by its own gap backfill nor by ``edge-agent backfill`` over an overlapping period.
 
 The agent is the production one (``Agent``, what ``edge-agent run`` runs) against ``sandbox/fake_cloud.py``, with
-``EDGE_CDR_DSN`` pointing at the lab PBX's ``master.db`` (``cdr_sqlite3_custom``, FreePBX-like columns).
+``EDGE_CDR_DSN`` pointing at the lab PBX's ``master.db`` (``cdr_sqlite3_custom``, FreePBX-like columns) and
+``EDGE_CDR_CEL_TABLE`` at its ``cel`` table (``cel_sqlite3_custom``), so the transfers are compared too.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ TOKEN, AGENT_ID = "lab-backfill-token", "agent-backfill"
 #: Seen live by the agent, then made while it is stopped (several kinds: queue, pickup, transfer, outbound, internal).
 SEEN = ["inbound_direct_answered"]
 MISSED = ["inbound_queue_answered", "inbound_pickup", "blind_transfer", "outbound_busy", "internal_unanswered"]
-#: What a CDR cannot say (docs/cdr-backfill.md); ``recording`` is compared as a file name below.
-NOT_IN_CDR = ("transfers", "command_id", "recording")
+#: What the CDR and CEL cannot say (docs/cdr-backfill.md); ``recording`` is compared as a file name below.
+NOT_IN_CDR = ("command_id", "recording")
 
 
 def config(pbx_lab: LiveLab, cloud: FakeCloud, data_dir: Path, *, ami_port: int | None = None) -> AgentConfig:
@@ -57,6 +58,7 @@ def config(pbx_lab: LiveLab, cloud: FakeCloud, data_dir: Path, *, ami_port: int 
         "EDGE_CDR_DSN": f"sqlite://{pbx_lab.paths.pbx_master_db}",
         "EDGE_CDR_TIMEZONE": "UTC",  # the lab's chroot runs in UTC
         "EDGE_CDR_LATE_SECONDS": "5",
+        "EDGE_CDR_CEL_TABLE": "cel",  # the lab logs CEL next to the CDR: transfers are known too
     }
     return load_config(environ, path=settings, need_cloud=True)
 

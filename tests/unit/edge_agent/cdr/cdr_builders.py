@@ -39,3 +39,28 @@ def lab_master_db(path: Path, rows: list[dict[str, Any]]) -> Path:
             db.execute(f"INSERT INTO cdr ({columns}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
     db.close()
     return path
+
+
+LAB_CEL = ROOT / "tests" / "fixtures" / "cdr" / "lab_cel_calls.json"
+#: The table cel_sqlite3_custom created on the lab (sandbox/pbx_lab/config/pbx/cel_sqlite3_custom.conf).
+LAB_CEL_TABLE = (
+    "CREATE TABLE cel (AcctId INTEGER PRIMARY KEY, eventtype,eventtime,cid_name,cid_num,context,exten,channame,"
+    "appname,appdata,uniqueid,linkedid,peer,extra)"
+)
+
+
+def lab_cel_calls() -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Scenario -> {"expected": its summaries, "cdr": the rows, "cel": the CEL rows} from the lab with CEL on."""
+    calls: dict[str, dict[str, list[dict[str, Any]]]] = json.loads(LAB_CEL.read_text())
+    return calls
+
+
+def lab_master_db_with_cel(path: Path, cdr: list[dict[str, Any]], cel: list[dict[str, Any]]) -> Path:
+    lab_master_db(path, cdr)
+    db = sqlite3.connect(path)
+    with db:
+        db.execute(LAB_CEL_TABLE)
+        for row in cel:
+            db.execute(f"INSERT INTO cel ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+    db.close()
+    return path
