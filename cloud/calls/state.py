@@ -4,6 +4,9 @@ Events can arrive late, twice, or out of order (a replayed outbox, two Lambdas r
 fold does not depend on arrival order: every field is decided by the event's per-call ``seq`` (lowest seq
 wins for "first" facts, highest for "latest"), and the summary of ``call_ended``, the agent's final word,
 wins over what the cloud pieced together. Applying an event already applied returns the state unchanged.
+
+A ``call_ended`` with reason ``backfilled`` (the agent rebuilt a call it never saw from the PBX's CDR) may be a
+call's only event; it never overrides a call that already ended another way, whichever arrives first.
 """
 
 from __future__ import annotations
@@ -121,6 +124,12 @@ def _earlier(new_seq: int, old_seq: int | None) -> bool:
     return old_seq is None or new_seq < old_seq
 
 
+def _ends_anew(state: CallState, event: CallEnded) -> bool:
+    """Does this end decide the call? A backfilled end only for a call not ended yet; any other end always
+    (the AMI's view is richer than the CDR's, so it replaces a backfilled one)."""
+    return state.summary is None or (event.reason != "backfilled")
+
+
 def apply_event(state: CallState, agent_seq: int, event: CallEvent) -> CallState:
     """The state after ``event``; unchanged if it was already applied."""
     if event.seq in state.applied:
@@ -161,6 +170,8 @@ def apply_event(state: CallState, agent_seq: int, event: CallEvent) -> CallState
         case CallRecording():
             if state.recording_seq is None or event.seq > state.recording_seq:
                 update |= {"recording": event.file, "recording_path": event.path, "recording_seq": event.seq}
+        case CallEnded() if not _ends_anew(state, event):
+            pass  # a backfilled end for a call that already ended: recorded as applied, changes nothing
         case CallEnded():
             summary = event.summary
             update |= {
