@@ -14,12 +14,14 @@ from collections import OrderedDict
 
 from chalice.app import Chalice, CloudWatchEvent, Rate, Response, WebsocketEvent
 
-from cloud import clicktocall
+from cloud import clicktocall, clock, licensing
 from cloud.bitrix24 import routes as b24
+from cloud.bitrix24.install import on_installed
 from cloud.crm import pipeline
 from cloud.link import dispatch, session
 from cloud.runtime import Runtime
 from cloud.settings import Settings
+from cloud.tenants.store import Tenant
 
 app = Chalice(app_name="pbxlink-cloud")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
@@ -56,8 +58,21 @@ def _runtime_for(settings: Settings) -> Runtime:
         return runtime
 
 
+def close_runtimes() -> None:
+    """Close the cached runtimes' clients: cloud-local and tests start and stop stacks in one process."""
+    with _runtimes_lock:
+        while _RUNTIMES:
+            _RUNTIMES.popitem()[1].close()
+
+
 def runtime() -> Runtime:
     return _override if _override is not None else _runtime_for(Settings.from_env())
+
+
+@on_installed
+def start_license(rt: Runtime, tenant: Tenant) -> None:
+    """A new portal's first license check starts its trial (``docs/licensing.md``)."""
+    licensing.on_install(rt, tenant.tenant, clock.now())
 
 
 @app.on_ws_connect()
@@ -97,3 +112,9 @@ def click_to_call_sweep(event: CloudWatchEvent) -> None:
     """Click-to-calls a handler left half done (a failure finish Bitrix24 could not take, a handler that died):
     finished so no card stays open."""
     clicktocall.sweep(runtime())
+
+
+@app.schedule(Rate(15, unit=Rate.MINUTES))
+def refresh_licenses(event: CloudWatchEvent) -> None:
+    """Renew the leases that are half used, retry failed checks (see :mod:`cloud.licensing`)."""
+    licensing.refresh_due(runtime(), clock.now())

@@ -40,6 +40,11 @@ class Settings:
     b24_oauth_url: str = DEFAULT_B24_OAUTH_URL
     #: Our REST API's base URL (``PUBLIC_BASE_URL``), where Bitrix24 posts events: ``<base>/b24/events``.
     public_base_url: str = ""
+    #: Licensing (see ``docs/licensing.md``): the license server, this deployment's backend API key, and the
+    #: public keys leases are verified with (``kid1:base64,kid2:base64``).
+    license_server_url: str | None = None
+    license_api_key: str | None = field(default=None, repr=False)
+    license_public_keys: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -59,4 +64,7 @@ class Settings:
             b24_client_secret=env.get("B24_CLIENT_SECRET", ""),
             b24_oauth_url=env.get("B24_OAUTH_URL") or DEFAULT_B24_OAUTH_URL,
             public_base_url=(env.get("PUBLIC_BASE_URL") or "").rstrip("/"),
+            license_server_url=env.get("LICENSE_SERVER_URL") or None,
+            license_api_key=env.get("LICENSE_API_KEY") or None,
+            license_public_keys=env.get("LICENSE_PUBLIC_KEYS", ""),
         )

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cloud import clock, licensing
 from cloud.agents import connections
 from cloud.agents.commands import send_command
 from cloud.agents.tokens import list_agents
@@ -102,6 +103,8 @@ def _click(rt: Runtime, tenant: Tenant, key: str, click: ClickEvent, services: C
 
     if not settings.click_to_call.enabled:
         return decline("disabled")
+    if not _licensed(rt, tenant.tenant):
+        return decline("not_licensed")
     number = check_number(click.number, settings)
     if isinstance(number, str):
         return decline(number)
@@ -159,6 +162,8 @@ def _callback(
 
     if not settings.click_to_call.enabled:
         return decline("disabled")
+    if not _licensed(rt, tenant.tenant):
+        return decline("not_licensed")
     if isinstance(number, str):
         return decline(number)
     origin = settings.click_to_call.callback_from
@@ -266,6 +271,11 @@ def _place(
     records.update(rt, tenant.tenant, key, state="sent", due_at=services.now() + RESULT_TIMEOUT)
     log.info("tenant %s: %s sent to %s (extension %s)", tenant.tenant, key, choice.agent_id, extension)
     return ClickOutcome("sent", key)
+
+
+def _licensed(rt: Runtime, tenant: str) -> bool:
+    """Does the tenant's plan include click-to-call (the cached lease: no call to the license server)?"""
+    return licensing.entitlements(rt, tenant, clock.now()).allows("click_to_call")
 
 
 def _agent_views(rt: Runtime, tenant: str) -> list[AgentView]:

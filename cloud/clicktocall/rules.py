@@ -44,6 +44,7 @@ __all__ = [
 #: Why a click-to-call or callback was not placed, or failed on the PBX.
 FailureKind = Literal[
     "disabled",
+    "not_licensed",
     "invalid_number",
     "not_allowed",
     "no_extension",
@@ -248,6 +249,7 @@ class Refusal:
 #: 503 direction unavailable, 603 declined.
 _STATUS: dict[FailureKind, str] = {
     "disabled": "403",
+    "not_licensed": "403",
     "invalid_number": "404",
     "not_allowed": "403",
     "no_extension": "480",
@@ -268,6 +270,7 @@ _STATUS: dict[FailureKind, str] = {
 _REASONS: dict[str, dict[FailureKind, str]] = {
     "en": {
         "disabled": "Click-to-call is turned off in the pbxlink settings.",
+        "not_licensed": "Click-to-call is not included in your pbxlink plan (or the plan has ended).",
         "invalid_number": "This number cannot be dialed: it is not a complete phone number.",
         "not_allowed": "Calls to this number are not allowed by your administrator's dialing rules.",
         "no_extension": "Your profile has no internal phone number (extension): ask your administrator to set it.",
@@ -286,6 +289,7 @@ _REASONS: dict[str, dict[FailureKind, str]] = {
     },
     "ru": {
         "disabled": "Звонки из Битрикс24 выключены в настройках pbxlink.",
+        "not_licensed": "Звонки из Битрикс24 не входят в ваш тариф pbxlink (или срок тарифа истёк).",
         "invalid_number": "Этот номер нельзя набрать: он неполный.",
         "not_allowed": "Звонки на этот номер запрещены правилами набора вашего администратора.",
         "no_extension": "В вашем профиле нет внутреннего номера: попросите администратора указать его.",

@@ -124,6 +124,14 @@ TABLES: Final[dict[str, dict[str, Any]]] = {
         "AttributeDefinitions": _s("tenant", "bucket"),
         "BillingMode": "PAY_PER_REQUEST",
     },
+    # Licensing per tenant (cloud.licensing): item = "lease" (the last verified lease token, when it was checked,
+    # the last denial or error, next_check_at) and item = "card_users" (Bitrix24 user ids in the order first
+    # seen ringing: who keeps call cards when the plan's users_with_cards is exceeded).
+    "licensing": {
+        "KeySchema": _key("tenant", "item"),
+        "AttributeDefinitions": _s("tenant", "item"),
+        "BillingMode": "PAY_PER_REQUEST",
+    },
 }
 
 #: The TTL attribute of the tables that have one (enabled after creation: it is not a CreateTable argument).
@@ -184,6 +192,10 @@ class TableNames:
     @property
     def rate_limits(self) -> str:
         return self.prefix + "rate_limits"
+
+    @property
+    def licensing(self) -> str:
+        return self.prefix + "licensing"
 
 
 def create_tables(client: Any, prefix: str) -> list[str]:

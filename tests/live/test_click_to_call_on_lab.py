@@ -29,6 +29,7 @@ from sandbox.bitrix24.portal import Call, Portal
 from sandbox.bitrix24.testing import post_form
 from sandbox.cloud_local import CloudLocal, CloudLocalConfig, CrmSweeper
 from sandbox.cloud_local.agents import AmiLogin, issue_token, running_agent
+from sandbox.cloud_local.license import LicenseService
 from sandbox.pbx_lab import scenarios
 from sandbox.pbx_lab.live import LiveLab
 from wire_protocol.messages import OriginateSettings
@@ -92,7 +93,7 @@ async def portal_on_lab(pbx_lab: LiveLab, tmp_path: Path) -> AsyncIterator[Porta
                 "B24_OAUTH_URL": f"{b24.url}/oauth/token/",
             },
         )
-        async with CloudLocal(config, services=[CrmSweeper(interval=0.5)]) as cloud:
+        async with CloudLocal(config, services=[LicenseService(), CrmSweeper(interval=0.5)]) as cloud:
             emulator.add_app(App(CLIENT_ID, SECRET, handler_url=f"{cloud.rest_url}/b24/install"))
             _, tokens = await asyncio.to_thread(emulator.install, DOMAIN, CLIENT_ID)
             tenant = str(tokens["member_id"])

@@ -35,6 +35,7 @@ from sandbox.bitrix24.portal import Call, Portal
 from sandbox.bitrix24.testing import post_form
 from sandbox.cloud_local import CloudLocal, CloudLocalConfig, CrmSweeper
 from sandbox.cloud_local.agents import AmiLogin, issue_token, running_agent
+from sandbox.cloud_local.license import LicenseService
 
 pytestmark = [pytest.mark.integration]
 
@@ -129,7 +130,7 @@ async def click_stack(tmp_path: Path) -> AsyncIterator[Stack]:
                 "B24_OAUTH_URL": f"{b24.url}/oauth/token/",
             },
         )
-        async with CloudLocal(config, services=[CrmSweeper(interval=0.3)]) as cloud:
+        async with CloudLocal(config, services=[LicenseService(), CrmSweeper(interval=0.3)]) as cloud:
             emulator.add_app(App(CLIENT_ID, SECRET, handler_url=f"{cloud.rest_url}/b24/install"))
             _, tokens = await asyncio.to_thread(emulator.install, DOMAIN, CLIENT_ID)
             tenant = str(tokens["member_id"])

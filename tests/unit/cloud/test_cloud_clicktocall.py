@@ -18,8 +18,11 @@ from typing import Any
 import boto3  # type: ignore[import-untyped]
 import pytest
 from cloud_builders import API_ID, REGION, sent
+from licensing_builders import PUBLIC_KEYS_ENV, LicenseServerDouble
+from licensing_builders import Clock as LicenseClock
 from moto import mock_aws
 
+from cloud import clock, licensing
 from cloud.agents import connections, tokens
 from cloud.agents.commands import claim_crm_finish, get_command
 from cloud.bitrix24.client import client_for
@@ -138,6 +141,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
             b24_client_id=CLIENT_ID,
             b24_client_secret=SECRET,
             b24_oauth_url=f"{server.url}/oauth/token/",
+            license_public_keys=PUBLIC_KEYS_ENV,
         )
         rt = Runtime(settings)
         tenant = str(granted["member_id"])
@@ -160,6 +164,9 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         client.call("telephony.externalLine.add", {"NUMBER": LINE, "NAME": "Head office"})
         for event in ("ONEXTERNALCALLSTART", "ONEXTERNALCALLBACKSTART"):
             client.call("event.bind", {"event": event, "handler": f"{receiver.url}/b24/events"})
+        license_server = LicenseServerDouble(LicenseClock(clock.now()))
+        licensing.check_license(rt, tenant, clock.now(), client=license_server.client)  # the portal's trial
+        license_server.close()
         register_handlers()  # another test may have replaced them
         agent_id, _ = tokens.issue_token(rt, tenant, "Head office")
         connections.record(rt, tenant, agent_id, CID)
@@ -581,3 +588,12 @@ def test_a_command_the_agent_answered_is_left_to_the_pipeline_by_the_sweeper(wor
     assert not world.call(call_id).finished  # the call is on: the pipeline finishes it when it ends
     record = records.get(world.rt, world.tenant, command.command_id)
     assert record is not None and record["state"] == "sent" and "due_at" not in record
+
+
+def test_a_plan_without_click_to_call_refuses_the_click_and_says_why(world: World) -> None:
+    licensing.store.save_lease(world.rt, licensing.LeaseRecord(tenant=world.tenant))  # no lease: the free tier
+    call_id, _ = world.click(ANNA)
+    assert world.originates() == []
+    call = world.call(call_id)
+    assert call.finished and call.status_code == "403" and "plan" in call.failed_reason
+    world.clean()
