@@ -36,7 +36,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.errors import AmiAuthError, AmiPermissionError, CdrError, LinkError, TokenRefusedError
 from edge_agent.link.client import LinkOptions, open_connection, server_date
 from edge_agent.outbox import outbox_path
-from wire_protocol.messages import Hello, ProtocolError, Welcome, decode_cloud_message, encode
+from wire_protocol.messages import Hello, PlanInfo, ProtocolError, Welcome, decode_cloud_message, encode
 
 __all__ = ["Check", "print_report", "run_doctor"]
 
@@ -174,6 +174,7 @@ async def _check_cloud(config: AgentConfig, timeout: float, clock: Callable[[], 
                     "token", "ok", f"agent {welcome.agent_id} of {welcome.tenant}; cloud holds seq {welcome.acked_seq}"
                 )
             )
+            checks.append(_license_check(welcome.plan))
         if date is None:
             checks.append(Check("clock", "skip", "the cloud sent no HTTP Date; not compared"))
         else:
@@ -188,6 +189,18 @@ async def _check_cloud(config: AgentConfig, timeout: float, clock: Callable[[], 
         with contextlib.suppress(Exception):
             await connection.close()
     return checks
+
+
+def _license_check(plan: PlanInfo | None) -> Check:
+    """The portal's plan as the cloud reported it: what it includes and when it ends."""
+    if plan is None:
+        return Check("license", "skip", "the cloud did not say")
+    ends = f", ends {plan.ends_at:%Y-%m-%d %H:%M} UTC" if plan.ends_at else ""
+    features = ", ".join(plan.features) or "none"
+    text = f"{plan.plan} ({plan.state}{ends}); features: {features}"
+    if plan.state == "restricted":
+        return Check("license", "warn", f"{text}; {plan.reason}" if plan.reason else text)
+    return Check("license", "warn" if plan.state == "grace" else "ok", text)
 
 
 async def _welcome(connection: ClientConnection) -> Welcome | None:

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from cloud import clock, licensing
 from cloud.calls.store import list_calls
 from cloud.crm.pipeline import crm_status
 from cloud.runtime import Runtime
@@ -127,10 +128,13 @@ async def portal_stack(
             rt = Runtime(Settings.from_env())
 
             def installed() -> bool:
+                """The install handler has finished: the tenant is stored and its first license check (the
+                last thing the handler does) gave the portal its trial."""
                 try:
-                    return store.get_tenant(rt, tenant).active
+                    active = store.get_tenant(rt, tenant).active
                 except Exception:
                     return False  # the install handler has not run yet
+                return active and licensing.entitlements(rt, tenant, clock.now()).state == "trial"
 
             try:
                 if not await until(installed, timeout=30):

@@ -43,6 +43,7 @@ __all__ = [
     "Heartbeat",
     "Hello",
     "OriginateCommand",
+    "PlanInfo",
     "ProtocolError",
     "ReloadCommand",
     "SequencedEvent",
@@ -154,6 +155,18 @@ class AgentSettings(_Message):
     calls: ChannelRules | None = None
 
 
+class PlanInfo(BaseModel):
+    """The portal's license as the agent shows it (``edge-agent doctor``); the cloud enforces it, not the agent."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    plan: str = Field(max_length=64)
+    state: str = Field(max_length=32)  # trial | active | grace | restricted
+    features: list[str] = Field(default_factory=list, max_length=32)
+    ends_at: datetime | None = None
+    reason: str = Field(default="", max_length=500)
+
+
 class Welcome(_Message):
     """The cloud's answer to hello: the agent is known, and what the cloud already holds."""
 
@@ -161,6 +174,7 @@ class Welcome(_Message):
     agent_id: str
     tenant: str  # the Bitrix24 portal (member_id) this agent belongs to
     acked_seq: int = Field(ge=0, description="the highest seq the cloud has stored from this agent")
+    plan: PlanInfo | None = None  # None: the cloud could not tell
 
 
 class Ack(_Message):

@@ -30,6 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from cloud import licensing
 from cloud.agents import connections, tokens
 from cloud.agents.commands import record_result
 from cloud.agents.connections import Connection
@@ -49,6 +50,7 @@ from wire_protocol.messages import (
     ErrorMessage,
     Heartbeat,
     Hello,
+    PlanInfo,
     ProtocolError,
     SequencedEvent,
     Welcome,
@@ -130,7 +132,9 @@ def _handle(rt: Runtime, connection_id: str, body: str | bytes | None) -> Outcom
                 capabilities=list(message.capabilities),
                 outbox_depth=message.outbox_depth,
             )
-            welcome = Welcome(agent_id=agent.agent_id, tenant=agent.tenant, acked_seq=agent.acked_seq)
+            welcome = Welcome(
+                agent_id=agent.agent_id, tenant=agent.tenant, acked_seq=agent.acked_seq, plan=_plan(rt, conn.tenant)
+            )
             return Outcome([welcome, settings_for_agent(rt, conn.tenant)], conn=conn)
         case CallEventsBatch():
             return _store_batch(rt, conn, message)
@@ -182,6 +186,22 @@ def changes_crm(event: CallEvent) -> bool:
     if isinstance(event, CallStarted):
         return event.direction == "outbound"
     return event.type != "recording"
+
+
+def _plan(rt: Runtime, tenant: str) -> PlanInfo | None:
+    """The tenant's license for the agent to show (``edge-agent doctor``); never fails the hello."""
+    try:
+        granted = licensing.entitlements(rt, tenant, now())
+        return PlanInfo(
+            plan=granted.plan,
+            state=granted.state,
+            features=sorted(granted.features),
+            ends_at=granted.ends_at,
+            reason=granted.reason[:500],
+        )
+    except Exception:
+        log.exception("tenant %s: license state unavailable for the welcome", tenant)
+        return None
 
 
 def _store_batch(rt: Runtime, conn: Connection, batch: CallEventsBatch) -> Outcome:

@@ -20,6 +20,7 @@ from edge_agent.link.client import open_connection
 from edge_agent.outbox import Outbox
 from sandbox.ami_server import FakeAmiServer, UserSpec
 from sandbox.fake_cloud import FakeCloud
+from sandbox.portal_stack import portal_stack
 from wire_protocol.call_events import CallRinging
 
 pytestmark = pytest.mark.integration
@@ -74,6 +75,7 @@ async def test_all_good(tmp_path: Path, ami: FakeAmiServer, cloud: FakeCloud) ->
         "AMI Originate": "ok",
         "cloud reachable": "ok",
         "token": "ok",
+        "license": "skip",  # the fake cloud does not say
         "clock": "ok",  # the fake cloud's HTTP Date is this host's clock
         "outbox": "ok",
     }
@@ -152,3 +154,20 @@ async def test_the_command_exits_non_zero_on_a_problem(tmp_path: Path, ami: Fake
     assert code == 0, out
     code, out = await doctor("revoked-token")
     assert code == 1 and "FAIL  token" in out and "revoked-token" not in out
+
+
+async def test_the_license_the_real_cloud_reports(tmp_path: Path, ami: FakeAmiServer) -> None:
+    """Against cloud-local with the license server: a new portal is on its trial, with every feature."""
+    async with portal_stack(table_prefix="doctor-") as stack:
+        environ = {
+            "EDGE_AMI_PORT": str(ami.port),
+            "EDGE_AMI_USER": "edge",
+            "EDGE_AMI_SECRET": "edge-secret",
+            "EDGE_CLOUD_URL": stack.cloud.ws_url,
+            "EDGE_TOKEN": await stack.agent_token(),
+            "EDGE_DATA_DIR": str(tmp_path),
+        }
+        checks = await run_doctor(load_config(environ, need_cloud=True), timeout=5)
+    (license_check,) = [c for c in checks if c.name == "license"]
+    assert license_check.status == "ok", license_check
+    assert license_check.detail.startswith("trial (trial, ends ") and "click_to_call" in license_check.detail
