@@ -100,10 +100,21 @@ TABLES: Final[dict[str, dict[str, Any]]] = {
         ],
         "BillingMode": "PAY_PER_REQUEST",
     },
+    # The settings page's verified Bitrix24 users (``cloud.webapp.auth``): pk = "<tenant>#<sha256 of the user's
+    # access token>" (never the token itself), user id and admin flag; TTL ``expires_at`` (a couple of minutes).
+    "web_sessions": {
+        "KeySchema": _key("pk"),
+        "AttributeDefinitions": _s("pk"),
+        "BillingMode": "PAY_PER_REQUEST",
+    },
 }
 
 #: The TTL attribute of the tables that have one (enabled after creation: it is not a CreateTable argument).
-TTL_ATTRIBUTES: Final[dict[str, str]] = {"connections": "expires_at", "commands": "expires_at"}
+TTL_ATTRIBUTES: Final[dict[str, str]] = {
+    "connections": "expires_at",
+    "commands": "expires_at",
+    "web_sessions": "expires_at",
+}
 
 
 @dataclass(frozen=True)
@@ -147,6 +158,10 @@ class TableNames:
     @property
     def tenants(self) -> str:
         return self.prefix + "tenants"
+
+    @property
+    def web_sessions(self) -> str:
+        return self.prefix + "web_sessions"
 
 
 def create_tables(client: Any, prefix: str) -> list[str]:

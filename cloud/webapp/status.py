@@ -1,0 +1,115 @@
+"""What everyone on the page may see: each edge agent's state, and the license.
+
+Agents are read from the tenant's partition of ``agents`` (versions and heartbeats as the link stored them,
+``cloud.agents.status``), their live connection from the registry, and their latest stored call event from
+``call_events`` (its range key starts with the call id, an Asterisk ``Linkedid`` = ``<epoch>.<n>``, so the last
+key is the newest call's; an approximation that needs no index).
+
+The license comes from ``cloud.licensing`` when that module is installed (branch ``license``); without it
+the page says "unknown" (:func:`license_status`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from cloud.agents import connections
+from cloud.runtime import Runtime
+from cloud.storage.dynamo import from_item, to_item
+
+__all__ = ["AgentView", "agent_views", "license_status"]
+
+log = logging.getLogger("cloud.webapp.status")
+
+AgentView = dict[str, Any]
+
+
+def _iso(epoch: int | None) -> str | None:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds") if epoch else None
+
+
+def _last_event(rt: Runtime, tenant: str, agent_id: str) -> dict[str, Any] | None:
+    response = rt.dynamodb.query(
+        TableName=rt.tables.call_events,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues=to_item({":pk": f"{tenant}#{agent_id}"}),
+        ScanIndexForward=False,
+        Limit=1,
+    )
+    items = response.get("Items", [])
+    if not items:
+        return None
+    event = from_item(items[0])
+    return {"at": event.get("at"), "type": event.get("type"), "call_id": event.get("call_id")}
+
+
+def agent_views(rt: Runtime, tenant: str) -> list[AgentView]:
+    """Every agent of the tenant (revoked ones last), with its connection and versions."""
+    views: list[AgentView] = []
+    paginator = rt.dynamodb.get_paginator("query")
+    for page in paginator.paginate(
+        TableName=rt.tables.agents,
+        KeyConditionExpression="tenant = :t",
+        ExpressionAttributeValues=to_item({":t": tenant}),
+        ConsistentRead=True,
+    ):
+        for raw in page["Items"]:
+            item = from_item(raw)
+            agent_id = str(item["agent_id"])
+            revoked = item.get("revoked_at") is not None
+            conn = None if revoked else connections.agent_connection(rt, tenant, agent_id)
+            views.append(
+                {
+                    "agent_id": agent_id,
+                    "name": item.get("name", ""),
+                    "state": "revoked" if revoked else ("online" if conn else "offline"),
+                    "connected_since": _iso(conn.connected_at) if conn else None,
+                    "created_at": item.get("created_at"),
+                    "revoked_at": item.get("revoked_at"),
+                    "last_seen_at": item.get("last_seen_at"),
+                    "heartbeat_at": item.get("heartbeat_at"),
+                    "agent_version": item.get("agent_version"),
+                    "pbx_version": item.get("pbx_version"),
+                    "ami_version": item.get("ami_version"),
+                    "ami_connected": item.get("ami_connected"),
+                    "outbox_depth": item.get("outbox_depth"),
+                    "last_event": _last_event(rt, tenant, agent_id),
+                }
+            )
+    return sorted(views, key=lambda v: (v["state"] == "revoked", v["name"], v["agent_id"]))
+
+
+def _when(value: Any) -> str | None:
+    return value.isoformat(timespec="seconds") if isinstance(value, datetime) else None
+
+
+def license_status(rt: Runtime, tenant: str, now: datetime) -> dict[str, Any]:
+    """The license as the page shows it; ``state: unknown`` when ``cloud.licensing`` is absent or fails."""
+    try:
+        licensing: Any = importlib.import_module("cloud.licensing")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("cloud.licensing", "cloud"):
+            log.exception("cloud.licensing cannot be imported")
+        return {"state": "unknown", "available": False}
+    try:
+        ent = licensing.entitlements(rt, tenant, now)
+        view: dict[str, Any] = {
+            "state": str(ent.state),
+            "available": True,
+            "plan": str(ent.plan),
+            "ends_at": _when(ent.ends_at),
+            "grace_ends_at": _when(ent.grace_ends_at) if ent.state == "grace" else None,
+            "reason": str(ent.reason),
+            "features": sorted(str(f) for f in ent.features),
+        }
+        limit = getattr(ent.limits, "users_with_cards", None)
+        cards = licensing.card_users(rt, tenant) if hasattr(licensing, "card_users") else None
+        if cards is not None:
+            view["users_with_cards"] = {"used": len(cards), "limit": limit}
+        return view
+    except Exception:
+        log.exception("tenant %s: license state unavailable", tenant)
+        return {"state": "unknown", "available": False}
