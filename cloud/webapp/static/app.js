@@ -555,7 +555,9 @@
             var parts = path.split(".");
             var target = null;
             while (parts.length && !target) { target = where[parts.join(".")] || null; parts.pop(); }
-            var problem = h("div", { "class": "field-error", "data-error-path": path, text: path + ": " + error.fields[path] });
+            var exact = Object.prototype.hasOwnProperty.call(where, path);
+            var problem = h("div", { "class": "field-error", "data-error-path": path,
+              text: exact ? error.fields[path] : path + ": " + error.fields[path] });
             if (target) {
               target.classList.add("invalid");
               target.parentNode.insertBefore(problem, target.nextSibling);
