@@ -10,15 +10,17 @@ Chalice names the Python functions ``connect``/``message``/``disconnect`` in ``a
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
 
 from chalice.app import Chalice, CloudWatchEvent, Rate, Response, WebsocketEvent
 
+from cloud import clock, licensing
 from cloud.bitrix24 import routes as b24
+from cloud.bitrix24.install import on_installed
 from cloud.crm import pipeline
 from cloud.link import dispatch, session
 from cloud.runtime import Runtime
 from cloud.settings import Settings
+from cloud.tenants.store import Tenant
 from cloud.webapp import routes as web
 
 app = Chalice(app_name="pbxlink-cloud")
@@ -34,13 +36,30 @@ def use_runtime(runtime: Runtime | None) -> None:
     _override = runtime
 
 
-@lru_cache(maxsize=4)
+_runtimes: dict[Settings, Runtime] = {}
+
+
 def _runtime_for(settings: Settings) -> Runtime:
-    return Runtime(settings)  # one per warm Lambda container and settings: boto3 clients are slow to build
+    # one per warm Lambda container and settings: boto3 clients are slow to build
+    if settings not in _runtimes:
+        _runtimes[settings] = Runtime(settings)
+    return _runtimes[settings]
+
+
+def close_runtimes() -> None:
+    """Close the cached runtimes' clients: cloud-local and tests start and stop stacks in one process."""
+    while _runtimes:
+        _runtimes.popitem()[1].close()
 
 
 def runtime() -> Runtime:
     return _override if _override is not None else _runtime_for(Settings.from_env())
+
+
+@on_installed
+def start_license(rt: Runtime, tenant: Tenant) -> None:
+    """A new portal's first license check starts its trial (``docs/licensing.md``)."""
+    licensing.on_install(rt, tenant.tenant, clock.now())
 
 
 @app.on_ws_connect()
@@ -93,3 +112,9 @@ def crm_sweep(event: CloudWatchEvent) -> None:
     """Calls whose Bitrix24 side is due again (deferred by a rate limit or an outage, or left by a worker that
     died), swept for most of the minute until the next invocation."""
     pipeline.sweep_for(runtime(), seconds=50)
+
+
+@app.schedule(Rate(15, unit=Rate.MINUTES))
+def refresh_licenses(event: CloudWatchEvent) -> None:
+    """Renew the leases that are half used, retry failed checks (see :mod:`cloud.licensing`)."""
+    licensing.refresh_due(runtime(), clock.now())

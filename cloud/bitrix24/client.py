@@ -43,6 +43,7 @@ log = logging.getLogger("cloud.bitrix24")
 MAX_BATCH = 50  # DOC settings/how-to-call-rest-api/batch.md
 MAX_REDIRECTS = 3
 _COMMAND_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_METHOD = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,8 @@ class Bitrix24Client:
 
     # -- the request loop ---------------------------------------------------------------------------------------
     def _request(self, method: str, params: dict[str, Any], *, read_only: bool) -> Answer:
+        if not _METHOD.match(method):
+            raise ValueError(f"not a REST method name: {method[:60]!r}")
         policy = self.policy
         deadline = policy.clock() + policy.budget
         tokens = self._current_tokens()
@@ -168,7 +171,10 @@ class Bitrix24Client:
             if kind == "expired":
                 if refreshed:  # a brand-new token expired at once: nothing ran; let the caller come back later
                     raise PortalUnavailable("token expired again after a refresh", maybe_executed=False, method=method)
-                tokens = self._refresh(tokens)
+                try:
+                    tokens = self._refresh(tokens)
+                except PortalUnavailable as exc:  # the OAuth server failed; the call itself was refused
+                    raise PortalUnavailable(exc.reason, maybe_executed=False, method=method) from None
                 refreshed = True
                 continue
             if kind == "auth_lost":

@@ -110,7 +110,7 @@ def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
     if content_type.split(";")[0].strip().lower() == "application/json":
         try:
             data = json.loads(text) if text else {}
-        except ValueError:
+        except (ValueError, RecursionError):
             raise FormError("the body is not JSON") from None
         if not isinstance(data, dict):
             raise FormError("the JSON body is not an object")

@@ -32,7 +32,7 @@ from cloud.bitrix24.client import client_for, domain_of
 from cloud.bitrix24.errors import Bitrix24Error, PortalUnavailable
 from cloud.bitrix24.forms import FormError, parse_body
 from cloud.bitrix24.oauth import OAuthRefused, refresh_tokens
-from cloud.errors import ConfigError
+from cloud.errors import ConfigError, UnknownTenant
 from cloud.runtime import Runtime
 from cloud.tenants import store
 from cloud.tenants.store import Install, Tenant
@@ -162,7 +162,14 @@ def complete_install(rt: Runtime, claim: InstallClaim) -> Tenant:
 
     Raises :class:`OAuthRefused` (not a genuine install), :class:`PortalUnavailable` (OAuth server down), and
     after the tenant is stored, any :class:`Bitrix24Error` or :class:`ConfigError` from binding events."""
-    grant = refresh_tokens(rt.http, rt.settings, claim.member_id, claim.refresh_token)
+    try:
+        grant = refresh_tokens(rt.http, rt.settings, claim.member_id, claim.refresh_token)
+    except OAuthRefused as exc:
+        existing = _already_installed(rt, claim)
+        if exc.code == "invalid_grant" and existing is not None:
+            log.info("tenant %s: repeated install post (refresh token already used); nothing to do", claim.member_id)
+            return existing
+        raise
     if grant.member_id != claim.member_id:
         raise OAuthRefused(claim.member_id, "the OAuth server did not confirm the portal")
     endpoint = grant.client_endpoint or (f"https://{claim.domain}/rest/" if claim.domain else "")
@@ -189,6 +196,18 @@ def complete_install(rt: Runtime, claim: InstallClaim) -> Tenant:
         except Exception:
             log.exception("tenant %s: install hook %s failed", tenant.tenant, getattr(hook, "__name__", hook))
     return tenant
+
+
+def _already_installed(rt: Runtime, claim: InstallClaim) -> Tenant | None:
+    """The tenant, if this very install was already stored: Bitrix24 may deliver ONAPPINSTALL twice, and the
+    second copy's refresh token was used by the first (same application token = same installation)."""
+    try:
+        tenant = store.get_tenant(rt, claim.member_id)
+    except UnknownTenant:
+        return None
+    if tenant.active and store.verify_application_token(tenant, claim.application_token):
+        return tenant
+    return None
 
 
 def events_url(rt: Runtime) -> str:

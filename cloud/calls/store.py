@@ -27,7 +27,7 @@ from wire_protocol.call_events import CallEvent
 
 from .state import CallState, apply_event
 
-__all__ = ["MAX_ATTEMPTS", "get_call", "list_calls", "list_events", "record_event"]
+__all__ = ["MAX_ATTEMPTS", "get_call", "list_calls", "list_events", "record_event", "record_events"]
 
 MAX_ATTEMPTS = 5
 
@@ -92,13 +92,8 @@ def list_events(rt: Runtime, tenant: str, agent_id: str) -> Iterator[dict[str, A
             yield from_item(item)
 
 
-def record_event(rt: Runtime, tenant: str, agent_id: str, agent_seq: int, event: CallEvent) -> bool:
-    """Store ``event`` and apply it to its call, atomically and at most once.
-
-    Returns ``True`` if it was new, ``False`` if it was already stored (nothing changed). Raises
-    :class:`~cloud.errors.StorageConflict` after :data:`MAX_ATTEMPTS` lost races; AWS errors propagate.
-    """
-    event_item = to_item(
+def _event_item(tenant: str, agent_id: str, agent_seq: int, event: CallEvent, stored_at: str) -> dict[str, Any]:
+    return to_item(
         {
             "pk": _events_pk(tenant, agent_id),
             "event_id": event.event_id,
@@ -110,16 +105,48 @@ def record_event(rt: Runtime, tenant: str, agent_id: str, agent_seq: int, event:
             "type": event.type,
             "at": event.at.isoformat(),
             "event": json.dumps(event.model_dump(mode="json", by_alias=True), separators=(",", ":")),
-            "stored_at": now_iso(),
+            "stored_at": stored_at,
         }
     )
+
+
+def record_event(rt: Runtime, tenant: str, agent_id: str, agent_seq: int, event: CallEvent) -> bool:
+    """Store ``event`` and apply it to its call, atomically and at most once.
+
+    Returns ``True`` if it was new, ``False`` if it was already stored (nothing changed). Raises
+    :class:`~cloud.errors.StorageConflict` after :data:`MAX_ATTEMPTS` lost races; AWS errors propagate.
+    """
+    return record_events(rt, tenant, agent_id, [(agent_seq, event)]) == 1
+
+
+def record_events(rt: Runtime, tenant: str, agent_id: str, events: list[tuple[int, CallEvent]]) -> int:
+    """Store several events of ONE call (``(agent seq, event)``) and apply them, in one transaction: a burst
+    (two phones starting to ring) costs one write instead of one each. Returns how many were new.
+
+    All or nothing, like :func:`record_event`; an event already stored is left out and the rest retried.
+    """
+    if not events:
+        return 0
+    call_id = events[0][1].call_id
+    if any(event.call_id != call_id for _, event in events) or len(events) > 99:
+        raise ValueError("record_events takes at most 99 events of one call")
+    stored_at = now_iso()
+    pending = list(events)
     for attempt in range(MAX_ATTEMPTS):
-        current = get_call(rt, tenant, agent_id, event.call_id) or CallState(
-            tenant=tenant, agent_id=agent_id, call_id=event.call_id
+        current = get_call(rt, tenant, agent_id, call_id) or CallState(
+            tenant=tenant, agent_id=agent_id, call_id=call_id
         )
-        if event.seq in current.applied:
-            return False  # applied ⇔ stored (one transaction), so this is a duplicate
-        new = apply_event(current, agent_seq, event).model_copy(update={"version": current.version + 1})
+        fresh: dict[int, tuple[int, CallEvent]] = {}
+        for agent_seq, event in pending:
+            if event.seq not in current.applied:
+                fresh.setdefault(event.seq, (agent_seq, event))  # a call seq twice in one batch: the first
+        pending = list(fresh.values())
+        if not pending:
+            return 0  # applied ⇔ stored (one transaction), so these are duplicates
+        new = current
+        for agent_seq, event in pending:
+            new = apply_event(new, agent_seq, event)
+        new = new.model_copy(update={"version": current.version + 1})
         if current.version == 0:
             call_condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(call_key)"}
         else:
@@ -127,16 +154,20 @@ def record_event(rt: Runtime, tenant: str, agent_id: str, agent_seq: int, event:
                 "ConditionExpression": "version = :v",
                 "ExpressionAttributeValues": to_item({":v": current.version}),
             }
+        puts: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": rt.tables.call_events,
+                    "Item": _event_item(tenant, agent_id, agent_seq, event, stored_at),
+                    "ConditionExpression": "attribute_not_exists(event_id)",
+                }
+            }
+            for agent_seq, event in pending
+        ]
         try:
             rt.dynamodb.transact_write_items(
                 TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": rt.tables.call_events,
-                            "Item": event_item,
-                            "ConditionExpression": "attribute_not_exists(event_id)",
-                        }
-                    },
+                    *puts,
                     {"Put": {"TableName": rt.tables.calls, "Item": _state_to_item(new), **call_condition}},
                 ]
             )
@@ -144,12 +175,16 @@ def record_event(rt: Runtime, tenant: str, agent_id: str, agent_seq: int, event:
             if error_code(exc) != "TransactionCanceledException":
                 raise
             reasons = [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]  # type: ignore[attr-defined]
-            if reasons and reasons[0] == "ConditionalCheckFailed":
-                return False  # the event is already stored
-            if (len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed") or "TransactionConflict" in reasons:
+            duplicates = {i for i, code in enumerate(reasons[: len(pending)]) if code == "ConditionalCheckFailed"}
+            if duplicates:
+                pending = [item for i, item in enumerate(pending) if i not in duplicates]  # already stored
+                continue
+            if (len(reasons) > len(pending) and reasons[len(pending)] == "ConditionalCheckFailed") or (
+                "TransactionConflict" in reasons
+            ):
                 # another writer updated the call first (or is doing so now): re-read and re-apply
                 time.sleep(random.uniform(0.005, 0.025) * (attempt + 1))
                 continue
             raise
-        return True
-    raise StorageConflict(f"call {event.call_id}: {MAX_ATTEMPTS} concurrent updates in a row")
+        return len(pending)
+    raise StorageConflict(f"call {call_id}: {MAX_ATTEMPTS} concurrent updates in a row")

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from cloud.bitrix24.client import BatchResult
 from cloud.bitrix24.errors import MethodError
 
-from .operations import CreateClient, FindClient, Finish, Hide, Operation, Register, Show
+from .operations import CreateClient, CreateTask, FindClient, Finish, Hide, Operation, Register, Show
 from .progress import ClientInfo, CrmProgress, apply_outcome
 
 __all__ = ["Execution", "RestClient", "execute", "request_of"]
@@ -95,6 +95,16 @@ def request_of(op: Operation, call_id: str | None) -> tuple[str, dict[str, Any]]
             fields["NAME"] = op.phone_number
             fields["COMMENTS"] = op.title
             return "crm.contact.add", {"fields": fields}
+        case CreateTask():
+            task: dict[str, Any] = {
+                "TITLE": op.title,
+                "DESCRIPTION": op.description,
+                "RESPONSIBLE_ID": op.responsible,
+                "DEADLINE": op.deadline,
+            }
+            if op.crm_bindings:
+                task["UF_CRM_TASK"] = list(op.crm_bindings)
+            return "tasks.task.add", {"fields": task}
     raise AssertionError(f"unknown operation {op!r}")  # pragma: no cover
 
 
@@ -175,6 +185,8 @@ def _refused(outcome: Execution, op: Operation, error: MethodError, finish_sent_
             outcome.progress = progress.model_copy(update={"client": ClientInfo()})
         case CreateClient():
             outcome.progress = progress.model_copy(update={"created_client": ClientInfo()})
+        case CreateTask():
+            pass  # not retried: ``task_attempted`` stays, the refusal is reported
     text = f"{op.op}: {description}"
     log.warning("Bitrix24 refused %s", text)
     outcome.refusals.append(text)

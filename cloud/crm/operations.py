@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "CreateClient",
+    "CreateTask",
     "FindClient",
     "Finish",
     "Hide",
@@ -109,4 +110,22 @@ class CreateClient(_Op):
         return "create_client"
 
 
-Operation = Annotated[Register | Show | Hide | Finish | FindClient | CreateClient, Field(discriminator="op")]
+class CreateTask(_Op):
+    """A follow-up task for a missed call's owner (``tasks.task.add``). At most once: not retried if the
+    answer was lost (a missing reminder is better than two)."""
+
+    op: Literal["create_task"] = "create_task"
+    responsible: int
+    title: str
+    description: str
+    deadline: str
+    crm_bindings: tuple[str, ...] = ()  # "L_4", "C_7": the client the task is about
+
+    @property
+    def key(self) -> str:
+        return "create_task"
+
+
+Operation = Annotated[
+    Register | Show | Hide | Finish | FindClient | CreateClient | CreateTask, Field(discriminator="op")
+]

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +44,8 @@ __all__ = [
     "ProcessResult",
     "call_key",
     "crm_status",
+    "forget_cached",
+    "licensed",
     "process_call",
     "request_crm",
     "sweep",
@@ -69,14 +73,31 @@ class Entitled:
     card_users: frozenset[int] | None = None
 
 
-def _everything(rt: Runtime, tenant: str, call: CallState, directory: Directory) -> Entitled:
-    return Entitled()
+def licensed(rt: Runtime, tenant: str, candidates: list[int], now: datetime) -> Entitled:
+    """The tenant's license (``cloud.licensing``, the cached lease: no server call) as the planner needs it;
+    ``candidates``: the users this call could show a card to, in the order they rang."""
+    from cloud import licensing
+
+    granted = _cached(rt, tenant, "license", lambda: licensing.entitlements(rt, tenant, now))
+    card_users: frozenset[int] | None = None
+    if granted.limits.users_with_cards is not None and candidates:
+        keep = licensing.users_keeping_cards(rt, tenant, [str(user) for user in candidates], now)
+        card_users = frozenset(int(user) for user in keep)
+    return Entitled(
+        calls_to_crm=granted.allows("calls_to_crm"),
+        lead_creation=granted.allows("lead_creation"),
+        responsible_routing=granted.allows("responsible_routing"),
+        card_users=card_users,
+    )
 
 
 def _client_for(rt: Runtime, tenant: str) -> RestClient:
+    """The tenant's Bitrix24 client, kept a few seconds per container (it reads the tenant and its tokens once;
+    a token another container rotated meanwhile is re-read on ``expired_token``)."""
     from cloud.bitrix24.client import client_for
 
-    return client_for(rt, tenant)
+    client: RestClient = _cached(rt, tenant, "client", lambda: client_for(rt, tenant))
+    return client
 
 
 @dataclass
@@ -85,7 +106,7 @@ class CrmServices:
 
     client_for: Callable[[Runtime, str], RestClient] = _client_for
     now: Callable[[], datetime] = clock.now
-    entitled: Callable[[Runtime, str, CallState, Directory], Entitled] = _everything
+    entitled: Callable[[Runtime, str, list[int], datetime], Entitled] = licensed
     random: Callable[[], float] = field(default_factory=lambda: random.Random().random)
 
 
@@ -124,6 +145,7 @@ class _Worker:
     def __init__(self, rt: Runtime, services: CrmServices, tenant: str, key: str) -> None:
         self.rt, self.services, self.tenant, self.key = rt, services, tenant, key
         self.me = uuid.uuid4().hex
+        self.latest: CrmProgress | None = None  # the progress after the last step, for a pass cut short
         self.table = rt.tables.crm_calls
         self.item_key = to_item({"tenant": tenant, "call_key": key})
 
@@ -171,13 +193,24 @@ class _Worker:
                 raise _LeaseLost from None
             raise
 
-    def release(self, wanted: int, *, due: datetime | None) -> bool:
-        """Give the lease back; ``False`` if ``wanted`` moved (more events arrived: go round again)."""
-        values: dict[str, Any] = {":me": self.me, ":w": wanted}
+    def release(
+        self, wanted: int, *, due: datetime | None, progress: CrmProgress, status: str, detail: str | None
+    ) -> bool:
+        """Store the outcome and give the lease back, in one write; ``False`` if ``wanted`` moved (more events
+        arrived: nothing is written, go round again)."""
+        values: dict[str, Any] = {
+            ":me": self.me,
+            ":w": wanted,
+            ":p": progress.model_dump_json(),
+            ":s": status,
+            ":det": detail or "",
+            ":r": progress.requests,
+        }
+        outcome = "done = :w, progress = :p, crm_status = :s, crm_detail = :det, requests = :r"
         if due is None:
-            expression = "SET done = :w REMOVE lease_owner, lease_until, due_at, due_shard"
+            expression = f"SET {outcome} REMOVE lease_owner, lease_until, due_at, due_shard"
         else:
-            expression = "SET done = :w, due_shard = :d, due_at = :due REMOVE lease_owner, lease_until"
+            expression = f"SET {outcome}, due_shard = :d, due_at = :due REMOVE lease_owner, lease_until"
             values |= {":d": DUE_SHARD, ":due": _iso(due)}
         try:
             self._update(expression, values, "lease_owner = :me AND wanted = :w")
@@ -206,9 +239,35 @@ class _Worker:
         return from_item(response.get("Item", {}))
 
 
+#: How long a warm container trusts what it read of a tenant's settings, user map and license: a change made
+#: elsewhere (the settings page) reaches calls within this; the ring-to-card path saves three reads.
+CACHE_SECONDS = 5.0
+_cache: dict[tuple[int, str, str], tuple[float, Any]] = {}
+_cache_lock = threading.Lock()
+
+
+def _cached(rt: Runtime, tenant: str, kind: str, load: Callable[[], Any]) -> Any:
+    key, now = (id(rt), tenant, kind), time.monotonic()
+    with _cache_lock:
+        hit = _cache.get(key)
+    if hit is not None and now - hit[0] < CACHE_SECONDS:
+        return hit[1]
+    value = load()
+    with _cache_lock:
+        _cache[key] = (now, value)
+    return value
+
+
+def forget_cached(rt: Runtime, tenant: str) -> None:
+    """Drop what this container cached about ``tenant`` (after it changed something itself)."""
+    with _cache_lock:
+        for key in [k for k in _cache if k[0] == id(rt) and k[1] == tenant]:
+            del _cache[key]
+
+
 def _context(rt: Runtime, services: CrmServices, tenant: str, call: CallState, client: RestClient) -> PlanContext:
-    settings: CrmSettings = load_settings(rt, tenant)
-    directory = load_directory(rt, tenant)
+    settings: CrmSettings = _cached(rt, tenant, "settings", lambda: load_settings(rt, tenant))
+    directory: Directory = _cached(rt, tenant, "directory", lambda: load_directory(rt, tenant))
     now = services.now()
     extensions = {*call.rang, *(e for e in (call.answered_by, call.caller_extension) if e)}
     unknown = any(directory.user_of(e, settings) is None for e in extensions if e not in settings.extension_overrides)
@@ -216,11 +275,19 @@ def _context(rt: Runtime, services: CrmServices, tenant: str, call: CallState, c
         try:
             directory = refresh_directory(client, directory, now)
             save_directory(rt, tenant, directory)
+            forget_cached(rt, tenant)
         except Bitrix24Error as exc:
             if directory.fetched_at is None:
                 raise
             log.warning("tenant %s: user map not refreshed (%s); using the cached one", tenant, exc)
-    entitled = services.entitled(rt, tenant, call, directory)
+    candidates = [
+        user
+        for user in dict.fromkeys(
+            directory.user_of(e, settings) for e in [*call.rang, call.answered_by, call.caller_extension]
+        )
+        if user is not None
+    ]
+    entitled = services.entitled(rt, tenant, candidates, now)
     click_to_call_id = None
     if call.command_id:
         from cloud.agents.commands import get_command
@@ -240,11 +307,15 @@ def _context(rt: Runtime, services: CrmServices, tenant: str, call: CallState, c
 
 
 def _record_unmapped(rt: Runtime, tenant: str, extensions: tuple[str, ...], now: datetime) -> None:
-    if not extensions:
+    """Remember extensions with no user for the settings page (at most once an hour each: a write per call
+    would be a write per ring)."""
+    cached: Directory = _cached(rt, tenant, "directory", lambda: load_directory(rt, tenant))
+    if all(e in cached.unmapped and now - cached.unmapped[e] < timedelta(hours=1) for e in extensions):
         return
     directory = load_directory(rt, tenant)
     unmapped = {**directory.unmapped, **dict.fromkeys(extensions, now)}
     save_directory(rt, tenant, directory.model_copy(update={"unmapped": unmapped}))
+    forget_cached(rt, tenant)
 
 
 def _backoff(services: CrmServices, attempts: int, floor: float = 1.0) -> timedelta:
@@ -260,6 +331,8 @@ def process_call(
     worker = _Worker(rt, services, tenant, call_key(agent_id, call_id))
     item = worker.acquire()
     if item is None:
+        if not worker.read():
+            return ProcessResult("missing", detail="no CRM work was requested for this call")
         return ProcessResult("busy")  # another worker has it, and will see our ``wanted`` bump
     progress = CrmProgress.model_validate_json(item["progress"]) if item.get("progress") else CrmProgress()
     attempts = int(item.get("attempts", 0))
@@ -269,25 +342,25 @@ def process_call(
             wanted = int(item.get("wanted", 0))
             call = get_call(rt, tenant, agent_id, call_id)
             if call is None:
-                worker.release(wanted, due=None)
+                worker.release(wanted, due=None, progress=progress, status="missing", detail="no such call")
                 return ProcessResult("missing", detail="no such call")
             client = services.client_for(rt, tenant)
             ctx = _context(rt, services, tenant, call, client)
             progress, step, stale = _run_steps(worker, client, call, progress, ctx)
             _record_unmapped(rt, tenant, step.unmapped, services.now())
             if stale:  # Bitrix24 refused a user we mapped: read the users again and replan
+                forget_cached(rt, tenant)
                 save_directory(rt, tenant, ctx.directory.model_copy(update={"fetched_at": None}))
-                worker.save(progress, "sending")
                 continue
             status, due, detail = _status(step, progress, services)
-            worker.save(progress, status, detail)
-            if worker.release(wanted, due=due):
+            if worker.release(wanted, due=due, progress=progress, status=status, detail=detail):
                 return ProcessResult(status, progress.requests - requests_before, detail)
             item = worker.read()
         return ProcessResult("waiting", progress.requests - requests_before)
     except _LeaseLost:
         return ProcessResult("busy", progress.requests - requests_before, "lease lost to another worker")
     except (RateLimited, PortalUnavailable, AuthorizationLost) as exc:
+        progress = worker.latest or progress
         floor = exc.retry_after if isinstance(exc, RateLimited) else 1.0
         if isinstance(exc, AuthorizationLost):
             floor = BLOCKED_RECHECK.total_seconds()
@@ -309,8 +382,12 @@ def _run_steps(
         if not step.ops or progress.refusals >= MAX_REFUSALS:
             break
         sent_before = {leg for leg, p in progress.legs.items() if p.finish_attempted}
-        progress = mark_attempted(progress, step.ops)
-        worker.save(progress, "sending")
+        marked = mark_attempted(progress, step.ops)
+        if marked != progress:
+            # write-ahead: what a retry must repeat exactly (a register's parameters) or must not repeat blindly
+            # (a finish, a client creation). Shows and hides need none: repeating them is harmless.
+            worker.save(marked, "sending")
+        progress = worker.latest = marked
         execution = execute(client, progress, step.ops, finish_sent_before=sent_before)
         progress = execution.progress
         if execution.refusals:
@@ -319,7 +396,7 @@ def _run_steps(
             )
         elif progress.refusals:
             progress = progress.model_copy(update={"refusals": 0})
-        worker.save(progress, "sending")
+        worker.latest = progress
         step = plan(call, progress, ctx)
         if execution.directory_stale:
             return progress, step, True
@@ -376,8 +453,6 @@ def sweep(rt: Runtime, services: CrmServices | None = None, limit: int = 100) ->
 def sweep_for(rt: Runtime, seconds: float, services: CrmServices | None = None, pause: float = 1.0) -> int:
     """Sweep repeatedly for ``seconds`` (the scheduled Lambda runs once a minute; deferred calls are due
     sooner than that). Returns how many calls were processed."""
-    import time
-
     services = services or CrmServices()
     deadline = time.monotonic() + seconds
     processed = 0

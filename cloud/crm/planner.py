@@ -24,13 +24,13 @@ operations on the call it creates are tied by a ``$result[...]`` reference). Rul
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cloud.calls.state import CallState
 
 from .directory import Directory
 from .numbers import PhoneNumber, normalize
-from .operations import CreateClient, FindClient, Finish, Hide, Operation, Register, Show
+from .operations import CreateClient, CreateTask, FindClient, Finish, Hide, Operation, Register, Show
 from .progress import CrmProgress
 from .settings import CrmSettings
 
@@ -226,7 +226,38 @@ class _Planner:
                 add_to_chat=self.settings.add_to_chat,
             )
         )
+        ops += self.task_ops(leg, finisher, ops)
         return ops, None
+
+    def task_ops(self, leg: Leg, owner: int, batch: list[Operation]) -> list[Operation]:
+        """The missed-call follow-up task, in the finishing request (after any client it creates, so the task
+        can name it only when Bitrix24 already knew the client)."""
+        call, progress = self.call, self.progress
+        if not self.settings.missed_call_task or progress.task_attempted or call.summary is None:
+            return []
+        if leg.index != 0 or leg.talk_from is not None or call.direction != "inbound":
+            return []
+        client = (
+            [progress.leg(0).crm_entity_type, progress.leg(0).crm_entity_id]
+            if progress.leg(0).crm_entity_type
+            else [progress.client.entity_type, progress.client.entity_id]
+            if progress.client and progress.client.entity_type
+            else [None, None]
+        )
+        prefix = {"LEAD": "L_", "CONTACT": "C_", "COMPANY": "CO_"}.get(str(client[0]))
+        bindings = (f"{prefix}{client[1]}",) if prefix and client[1] else ()
+        number = self.number.value or self.settings.anonymous_number
+        deadline = call.summary.ended_at + timedelta(minutes=self.settings.missed_task_deadline_minutes)
+        rang = ", ".join(call.rang) or "-"
+        return [
+            CreateTask(
+                responsible=owner,
+                title=self.settings.missed_task_title.replace("{number}", number),
+                description=f"{number} → {call.line or '-'}; rang: {rang}; {call.summary.ended_at.isoformat()}",
+                deadline=deadline.isoformat(timespec="seconds"),
+                crm_bindings=bindings,
+            )
+        ]
 
     def registers_at_start(self) -> bool:
         """Outgoing calls are registered as they start (the caller's card opens at once in mode ``ring``)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .operations import CreateClient, FindClient, Finish, Hide, Operation, Register, Show
+from .operations import CreateClient, CreateTask, FindClient, Finish, Hide, Operation, Register, Show
 
 __all__ = ["ClientInfo", "CrmProgress", "LegProgress", "apply_outcome", "mark_attempted"]
 
@@ -50,6 +50,8 @@ class CrmProgress(BaseModel):
     client: ClientInfo | None = None  # None: not looked up
     client_create_attempted: bool = False
     created_client: ClientInfo | None = None
+    task_attempted: bool = False
+    task_id: int | None = None
     #: Why the call is not (yet) in the CRM, for the settings page (``None`` once it is in).
     blocked: str | None = None
     #: Extensions this call met that have no Bitrix24 user (their cards could not open).
@@ -76,6 +78,8 @@ def mark_attempted(progress: CrmProgress, ops: list[Operation]) -> CrmProgress:
                 progress = progress.with_leg(op.leg, registered_with=op)
             case Finish():
                 progress = progress.with_leg(op.leg, finish_attempted=True)
+            case CreateTask():
+                progress = progress.model_copy(update={"task_attempted": True})
             case CreateClient():
                 # forget the lookup: a retry must look again, the interrupted attempt may have created it
                 progress = progress.model_copy(update={"client_create_attempted": True, "client": None})
@@ -121,6 +125,13 @@ def apply_outcome(progress: CrmProgress, op: Operation, result: Any) -> CrmProgr
             kind = "LEAD" if op.kind == "lead" else "CONTACT"
             created = ClientInfo(entity_type=kind, entity_id=int(result), responsible_id=op.assigned_by)
             return progress.model_copy(update={"created_client": created})
+        case CreateTask():
+            task = result.get("task", {}) if isinstance(result, dict) else {}
+            try:
+                task_id = int(task.get("id") or 0) or None
+            except (TypeError, ValueError):
+                task_id = None
+            return progress.model_copy(update={"task_id": task_id})
     raise AssertionError(f"unknown operation {op!r}")  # pragma: no cover
 
 

@@ -101,6 +101,10 @@ class CrmSettings(BaseModel):
     #: the portal's first administrator.
     default_user_id: int | None = None
     missed_owner: list[MissedOwnerRule] = Field(default_factory=lambda: list(_DEFAULT_MISSED_OWNER))
+    #: A follow-up task for the owner of every missed inbound call (``tasks.task.add``, linked to the client).
+    missed_call_task: bool = False
+    missed_task_title: str = Field(default="Missed call: {number}", min_length=1, max_length=200)
+    missed_task_deadline_minutes: int = Field(default=60, ge=1, le=60 * 24 * 14)
     create_client: ClientCreation = "always"
     client_kind: Literal["lead", "contact"] = "lead"
     #: Company numbers by the number the client dialed (a call's ``line``).

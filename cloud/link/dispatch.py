@@ -33,12 +33,13 @@ from cloud.agents import connections, tokens
 from cloud.agents.commands import record_result
 from cloud.agents.connections import Connection
 from cloud.agents.status import touch
-from cloud.calls.store import record_event
+from cloud.calls.store import record_events
 from cloud.clock import now
 from cloud.crm.pipeline import process_call, request_crm
 from cloud.errors import UnknownAgent
 from cloud.link.acks import advance
 from cloud.runtime import Runtime
+from wire_protocol.call_events import CallEvent, CallStarted
 from wire_protocol.messages import (
     Ack,
     AgentSettings,
@@ -48,6 +49,7 @@ from wire_protocol.messages import (
     Heartbeat,
     Hello,
     ProtocolError,
+    SequencedEvent,
     Welcome,
     decode_agent_message,
 )
@@ -156,25 +158,48 @@ def _handle(rt: Runtime, connection_id: str, body: str | bytes | None) -> Outcom
     raise AssertionError(f"unhandled message {message!r}")  # pragma: no cover - the union is exhaustive
 
 
+def _runs_by_call(events: list[SequencedEvent]) -> list[list[SequencedEvent]]:
+    """Consecutive events of one call, each run stored in one transaction (order and acks stay by seq)."""
+    runs: list[list[SequencedEvent]] = []
+    for item in events:
+        if runs and runs[-1][0].event.call_id == item.event.call_id and len(runs[-1]) < 50:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
+
+
+def changes_crm(event: CallEvent) -> bool:
+    """Can this event change what Bitrix24 shows? An inbound or internal call's start cannot (nothing is
+    registered before a phone rings, someone answers, or the call ends: each of those comes as its own event,
+    and the pass it triggers reads the whole call), nor can a recording (attached once the call ended).
+    Skipping them keeps a CRM pass off the ring-to-card path."""
+    if isinstance(event, CallStarted):
+        return event.direction == "outbound"
+    return event.type != "recording"
+
+
 def _store_batch(rt: Runtime, conn: Connection, batch: CallEventsBatch) -> Outcome:
     """Store in seq order, then ack what is stored without a gap (:mod:`cloud.link.acks`): an ack always
     means "everything up to here is safe". A batch parked behind a gap gets no ack yet."""
     outcome = Outcome(conn=conn)
     stored_up_to: int | None = None
     failure: ErrorMessage | None = None
-    for item in sorted(batch.events, key=lambda e: e.seq):
+    for run in _runs_by_call(sorted(batch.events, key=lambda e: e.seq)):
         try:
-            if record_event(rt, conn.tenant, conn.agent_id, item.seq, item.event):
-                outcome.stored += 1
+            outcome.stored += record_events(rt, conn.tenant, conn.agent_id, [(item.seq, item.event) for item in run])
         except Exception:
-            log.exception("storing event seq %s of %s/%s failed", item.seq, conn.tenant, conn.agent_id)
-            failure = ErrorMessage(
-                code="internal", message=f"events from seq {item.seq} were not stored; resend", about="call_events"
-            )
+            log.exception("storing events from seq %s of %s/%s failed", run[0].seq, conn.tenant, conn.agent_id)
+            message = f"events from seq {run[0].seq} were not stored; resend"
+            failure = ErrorMessage(code="internal", message=message, about="call_events")
             break
-        stored_up_to = item.seq
+        stored_up_to = run[-1].seq
     if stored_up_to is not None:
-        touched = list(dict.fromkeys(item.event.call_id for item in batch.events if item.seq <= stored_up_to))
+        touched = list(
+            dict.fromkeys(
+                item.event.call_id for item in batch.events if item.seq <= stored_up_to and changes_crm(item.event)
+            )
+        )
         try:
             # before the ack: an acked event whose call the CRM pipeline was not told about would never reach it
             for call_id in touched:

@@ -100,6 +100,14 @@ TABLES: Final[dict[str, dict[str, Any]]] = {
         ],
         "BillingMode": "PAY_PER_REQUEST",
     },
+    # Licensing per tenant (cloud.licensing): item = "lease" (the last verified lease token, when it was checked,
+    # the last denial or error, next_check_at) and item = "card_users" (Bitrix24 user ids in the order first
+    # seen ringing: who keeps call cards when the plan's users_with_cards is exceeded).
+    "licensing": {
+        "KeySchema": _key("tenant", "item"),
+        "AttributeDefinitions": _s("tenant", "item"),
+        "BillingMode": "PAY_PER_REQUEST",
+    },
     # The settings page's verified Bitrix24 users (``cloud.webapp.auth``): pk = "<tenant>#<sha256 of the user's
     # access token>" (never the token itself), user id and admin flag; TTL ``expires_at`` (a couple of minutes).
     "web_sessions": {
@@ -158,6 +166,10 @@ class TableNames:
     @property
     def tenants(self) -> str:
         return self.prefix + "tenants"
+
+    @property
+    def licensing(self) -> str:
+        return self.prefix + "licensing"
 
     @property
     def web_sessions(self) -> str:

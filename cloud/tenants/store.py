@@ -163,8 +163,10 @@ def _update(
 
 
 def _raw(rt: Runtime, tenant: str) -> dict[str, Any]:
+    """The item of an installed (or once installed) tenant. An item with only ``settings`` (written by the CRM
+    settings before any install) is no tenant yet."""
     response = rt.dynamodb.get_item(TableName=rt.tables.tenants, Key=to_item({"tenant": tenant}), ConsistentRead=True)
-    if "Item" not in response:
+    if "Item" not in response or "status" not in response["Item"]:
         raise UnknownTenant(f"tenant {tenant!r} is not installed")
     item: dict[str, Any] = response["Item"]
     return item
@@ -216,7 +218,7 @@ def mark_uninstalled(rt: Runtime, tenant: str) -> None:
             {"status": "uninstalled", "uninstalled_at": now_iso()},
             remove=_TOKEN_ATTRIBUTES,
             extra_set=("#token_version = if_not_exists(#token_version, :zero) + :one",),
-            condition="attribute_exists(#tenant)",
+            condition="attribute_exists(#status)",
             condition_values={":zero": 0, ":one": 1},
         )
     except Exception as exc:
@@ -273,7 +275,7 @@ def update_endpoint(rt: Runtime, tenant: str, client_endpoint: str, domain: str)
             rt,
             tenant,
             {"client_endpoint": client_endpoint, "domain": domain},
-            condition="attribute_exists(#tenant)",
+            condition="attribute_exists(#status)",
         )
     except Exception as exc:
         if is_condition_failure(exc):

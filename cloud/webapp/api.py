@@ -11,6 +11,8 @@ GET      /b24/api/extensions   admin   extension → user (``UF_PHONE_INNER`` + 
 GET      /b24/api/settings     admin   the settings, the form (from ``CrmSettings``), users and agents
 PATCH    /b24/api/settings     admin   top-level fields given replace the stored ones; all or nothing
 GET      /b24/api/calls        admin   ``?limit=N``: recent calls with what was done in Bitrix24
+DELETE   /b24/api/card_users/  admin   free a user's place among those who keep call cards (licensing)
+         {user_id}
 =======  ====================  ======  =====================================================================
 
 "anyone" is any verified user of the portal; the tenant is always the verified one (:mod:`cloud.webapp.auth`).
@@ -37,6 +39,7 @@ from cloud.crm.directory import (
     refresh_directory,
     save_directory,
 )
+from cloud.crm.pipeline import forget_cached
 from cloud.crm.settings import CrmSettings, load_settings, save_settings
 from cloud.errors import UnknownAgent
 from cloud.runtime import Runtime
@@ -98,6 +101,7 @@ def _directory(rt: Runtime, tenant: str, services: ApiServices, *, refresh: bool
     latest = load_directory(rt, tenant)
     fresh = fresh.model_copy(update={"unmapped": {**fresh.unmapped, **latest.unmapped}})
     save_directory(rt, tenant, fresh)
+    forget_cached(rt, tenant)
     return fresh, None
 
 
@@ -123,12 +127,38 @@ def me(rt: Runtime, viewer: Viewer, request: ApiRequest, services: ApiServices) 
     return viewer.model_dump()
 
 
+def _card_order(license_: dict[str, Any], names: dict[int, str]) -> None:
+    """The license's call-card order with names, and who has a card now (the first ``limit``)."""
+    order = license_.pop("card_order", None)
+    if order is None:
+        return
+    limit = (license_.get("users_with_cards") or {}).get("limit")
+    license_["card_users"] = [
+        {
+            "id": user,
+            "name": names.get(int(user), "") if user.isdigit() else "",
+            "has_card": limit is None or index < limit,
+        }
+        for index, user in enumerate(order)
+    ]
+
+
 def status_view(rt: Runtime, viewer: Viewer, request: ApiRequest, services: ApiServices) -> dict[str, Any]:
-    return {
-        "viewer": viewer.model_dump(),
-        "agents": status.agent_views(rt, viewer.tenant),
-        "license": status.license_status(rt, viewer.tenant, services.now()),
-    }
+    license_ = status.license_status(rt, viewer.tenant, services.now())
+    _card_order(license_, _names(load_directory(rt, viewer.tenant)))
+    return {"viewer": viewer.model_dump(), "agents": status.agent_views(rt, viewer.tenant), "license": license_}
+
+
+def forget_card_user(rt: Runtime, viewer: Viewer, request: ApiRequest, services: ApiServices) -> dict[str, Any]:
+    """Free a user's place among those who keep call cards (the next in line gets it)."""
+    user_id = request.item or ""
+    if not user_id.isdigit() or len(user_id) > 12:
+        raise NotFound("no such user")
+    order = status.forget_card_user(rt, viewer.tenant, user_id)
+    if order is None:
+        raise NotFound("licensing is not installed")
+    log.info("tenant %s: user %s's call-card place freed by user %s", viewer.tenant, user_id, viewer.user_id)
+    return {"card_order": order}
 
 
 def create_token(rt: Runtime, viewer: Viewer, request: ApiRequest, services: ApiServices) -> dict[str, Any]:
@@ -226,6 +256,7 @@ def patch_settings(rt: Runtime, viewer: Viewer, request: ApiRequest, services: A
     if settings is None:
         raise InvalidFields(message, fields)
     save_settings(rt, viewer.tenant, settings, by_user=viewer.user_id)
+    forget_cached(rt, viewer.tenant)  # this container's CRM cache sees the change at once (others within 5 s)
     log.info("tenant %s: settings %s changed by user %s", viewer.tenant, sorted(request.body), viewer.user_id)
     failed = hooks.settings_saved(rt, viewer.tenant)
     return {"settings": _settings_payload(settings), "hooks_failed": failed}
@@ -260,6 +291,7 @@ ROUTES: dict[tuple[str, str, bool], tuple[Handler, bool]] = {
     ("GET", "settings", False): (settings_view, True),
     ("PATCH", "settings", False): (patch_settings, True),
     ("GET", "calls", False): (calls_view, True),
+    ("DELETE", "card_users", True): (forget_card_user, True),
 }
 
 

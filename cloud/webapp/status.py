@@ -20,7 +20,7 @@ from cloud.agents import connections
 from cloud.runtime import Runtime
 from cloud.storage.dynamo import from_item, to_item
 
-__all__ = ["AgentView", "agent_views", "license_status"]
+__all__ = ["AgentView", "agent_views", "forget_card_user", "license_status"]
 
 log = logging.getLogger("cloud.webapp.status")
 
@@ -109,7 +109,18 @@ def license_status(rt: Runtime, tenant: str, now: datetime) -> dict[str, Any]:
         cards = licensing.card_users(rt, tenant) if hasattr(licensing, "card_users") else None
         if cards is not None:
             view["users_with_cards"] = {"used": len(cards), "limit": limit}
+            #: who keeps call cards when the plan's limit is exceeded: the first ``limit`` in this order
+            view["card_order"] = [str(user) for user in cards]
         return view
     except Exception:
         log.exception("tenant %s: license state unavailable", tenant)
         return {"state": "unknown", "available": False}
+
+
+def forget_card_user(rt: Runtime, tenant: str, user_id: str) -> list[str] | None:
+    """Free a user's place in the call-card order (``cloud.licensing``); ``None`` without that module."""
+    try:
+        licensing: Any = importlib.import_module("cloud.licensing")
+    except ModuleNotFoundError:
+        return None
+    return [str(user) for user in licensing.forget_card_user(rt, tenant, user_id)]

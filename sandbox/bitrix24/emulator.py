@@ -25,7 +25,7 @@ from sandbox.bitrix24.portal import Context, Fetch, Installation, OutgoingEvent,
 ACCESS_TTL = 3600  # DOC settings/oauth/index.md: expires_in 3600
 REFRESH_TTL = 180 * 24 * 3600  # DOC settings/oauth/auto-renewal.md: 180 days
 MAX_BATCH = 50  # DOC settings/how-to-call-rest-api/batch.md
-DEFAULT_SCOPE = ["crm", "telephony", "user", "placement", "app"]
+DEFAULT_SCOPE = ["crm", "telephony", "user", "placement", "app", "task"]
 
 
 @dataclass

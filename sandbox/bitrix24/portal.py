@@ -66,6 +66,7 @@ SCOPE_OF_PREFIX = {
     "crm": "crm",
     "user": "user",
     "placement": "placement",
+    "tasks": "task",
 }
 
 Fetch = Callable[[str], tuple[int, bytes]]
@@ -412,6 +413,8 @@ class Portal:
         self.contacts: dict[int, CrmEntity] = {}
         self.companies: dict[int, CrmEntity] = {}
         self.activities: dict[int, Activity] = {}
+        #: ``tasks.task.add``: id → the fields as given (a missed-call follow-up, for the integration)
+        self.tasks: dict[int, dict[str, Any]] = {}
         self.calls: dict[str, Call] = {}
         self.installations: dict[str, Installation] = {}
         self.bindings: list[Binding] = []
@@ -420,7 +423,8 @@ class Portal:
         self.files: dict[int, RecordFile] = {}
         self.webhook_users: dict[str, int] = {}  # incoming webhook code -> user id
         self.uploads: dict[str, str] = {}  # upload token -> CALL_ID (attachRecord two-step mode)
-        self._ids = {name: itertools.count(1) for name in ("crm", "activity", "stat", "file", "binding", "event")}
+        counters = ("crm", "activity", "stat", "file", "binding", "event", "task")
+        self._ids = {name: itertools.count(1) for name in counters}
         self._crm_ids = itertools.count(1)
         self.add_user(User(1, "Admin", "Portal", email=f"admin@{domain}", admin=True))
 
@@ -1196,6 +1200,24 @@ def _event_auth(portal: Portal) -> dict[str, Any]:
         "server_endpoint": portal.server_endpoint,
         "member_id": portal.member_id,
     }
+
+
+@method("tasks.task.add")
+def _task_add(portal: Portal, ctx: Context, params: dict[str, Any]) -> Result:
+    """DOC api-reference/tasks/tasks-task-add.md: ``fields`` per tasks.task.getfields; TITLE and RESPONSIBLE_ID
+    required. The page shows no success response; ``{"task": {"id": "N", ...}}`` is what the ``tasks.task.*``
+    methods return [INFER]."""
+    fields = _fields(params)
+    title = str(fields.get("TITLE") or "").strip()
+    if not title:
+        raise RestError("ERROR_CORE", "TITLE is required", 400)  # [INFER] the docs give no error texts
+    responsible = portal.users.get(_int(fields.get("RESPONSIBLE_ID"), 0))
+    if responsible is None or not responsible.active:
+        raise RestError("ERROR_CORE", "RESPONSIBLE_ID must be an active user", 400)
+    with portal.lock:
+        task_id = portal._next("task")
+        portal.tasks[task_id] = {**fields, "CREATED_BY": fields.get("CREATED_BY") or ctx.user_id}
+    return Result({"task": {"id": str(task_id), "title": title, "responsibleId": str(responsible.id)}})
 
 
 @method("crm.lead.add")

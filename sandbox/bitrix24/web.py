@@ -266,6 +266,7 @@ def state(em: Emulator) -> dict[str, Any]:
                 "audit": portal.audit(),
                 "leads": {str(k): v.fields for k, v in portal.leads.items()},
                 "contacts": {str(k): v.fields for k, v in portal.contacts.items()},
+                "tasks": {str(k): fields for k, fields in portal.tasks.items()},
                 "companies": {str(k): v.fields for k, v in portal.companies.items()},
                 "events": [{"event": e.event, "url": e.url, "attempts": e.attempts} for e in portal.events],
             }

@@ -9,13 +9,15 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from sandbox.cloud_local.stack import DEFAULT_APP, DEFAULT_TABLES, AwsMode, CloudLocal, CloudLocalConfig
+from sandbox.cloud_local.license import LicenseService
+from sandbox.cloud_local.stack import DEFAULT_APP, DEFAULT_TABLES, AwsMode, CloudLocal, CloudLocalConfig, LocalService
 
 _DESCRIBE = {
     "ws": "agents connect here (EDGE_CLOUD_URL)",
     "rest": "the app's REST routes",
     "mgmt": "API Gateway management API (WS_MGMT_ENDPOINT)",
     "dynamodb": "DynamoDB (AWS_ENDPOINT_URL_DYNAMODB)",
+    "license": "license server (LICENSE_SERVER_URL)",
 }
 
 
@@ -58,6 +60,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="handle one connection's messages concurrently, as AWS may (default: one at a time, in order)",
     )
+    parser.add_argument("--license-port", type=int, default=8090, help="license server port (default %(default)s)")
+    parser.add_argument("--no-license", action="store_true", help="do not run the license server")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request and handler call")
     return parser.parse_args(argv)
 
@@ -95,7 +99,7 @@ def banner(cloud: CloudLocal) -> str:
     return "\n".join(lines)
 
 
-async def serve(config: CloudLocalConfig) -> None:
+async def serve(config: CloudLocalConfig, services: Sequence[LocalService] = ()) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -107,7 +111,7 @@ async def serve(config: CloudLocalConfig) -> None:
 
     for signum in signals:
         loop.add_signal_handler(signum, on_signal)
-    async with CloudLocal(config) as cloud:
+    async with CloudLocal(config, services) as cloud:
         print(banner(cloud), flush=True)
         await stop.wait()
         print("cloud-local: stopping", flush=True)
@@ -121,7 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
     try:
-        asyncio.run(serve(config_from_args(args)))
+        services = [] if args.no_license else [LicenseService(host=args.host, port=args.license_port)]
+        asyncio.run(serve(config_from_args(args), services))
     except OSError as exc:  # a port in use, most often
         print(f"cloud-local: cannot listen: {exc}", file=sys.stderr)
         return 2

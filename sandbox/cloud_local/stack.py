@@ -14,6 +14,7 @@ import importlib.util
 import json
 import logging
 import os
+import sys
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -202,6 +203,10 @@ class CloudLocal:
             urls.update(service.urls())
         return urls
 
+    def set_environment(self, values: Mapping[str, str]) -> None:
+        """Set variables for the app (services use it: the license server's URL and keys); restored on stop."""
+        self._set_env(values)
+
     # -- lifecycle ------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -229,6 +234,8 @@ class CloudLocal:
                 creator = load_table_creator(creator)
             self.tables = sorted(await asyncio.to_thread(creator, self.dynamodb, self.table_prefix))
             self._rest = LocalRestServer(self._app, config.host, config.rest_port)
+            if not os.environ.get("PUBLIC_BASE_URL"):  # where Bitrix24 (the emulator) posts events to us
+                self._set_env({"PUBLIC_BASE_URL": self._rest.url})
             self._rest.start()
             if "PUBLIC_BASE_URL" not in config.extra_env:
                 self._set_env({"PUBLIC_BASE_URL": self.rest_url})  # where Bitrix24 posts install and events
@@ -254,6 +261,11 @@ class CloudLocal:
         if self._gateway is not None:
             await self._gateway.stop()
             self._gateway = None
+        if isinstance(self.config.app, str):
+            # the app's module may cache runtimes holding HTTP clients to services this stack stops
+            closer = getattr(sys.modules.get(self.config.app.partition(":")[0]), "close_runtimes", None)
+            if callable(closer):
+                closer()
         if self._moto is not None:
             await asyncio.to_thread(self._moto.stop)
             self._moto = None

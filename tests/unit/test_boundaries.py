@@ -14,6 +14,7 @@ FORBIDDEN = {
     "cloud": {"edge_agent", "license_server", "sandbox", "bench", "tests"},
     "license_server": {"edge_agent", "cloud", "sandbox", "bench", "tests"},
     "wire_protocol": {"edge_agent", "cloud", "license_server", "sandbox", "bench", "tests"},
+    "license_protocol": {"edge_agent", "cloud", "license_server", "wire_protocol", "sandbox", "bench", "tests"},
 }
 
 
@@ -42,4 +43,12 @@ def test_wire_protocol_depends_on_pydantic_and_the_standard_library_only() -> No
 
     allowed = set(sys.stdlib_module_names) | {"pydantic", "wire_protocol", "__future__"}
     for path in (ROOT / "wire_protocol").rglob("*.py"):
+        assert imported_top_levels(path) <= allowed, path
+
+
+def test_license_protocol_depends_on_pydantic_cryptography_and_the_standard_library_only() -> None:
+    import sys
+
+    allowed = set(sys.stdlib_module_names) | {"pydantic", "cryptography", "license_protocol", "__future__"}
+    for path in (ROOT / "license_protocol").rglob("*.py"):
         assert imported_top_levels(path) <= allowed, path

@@ -222,9 +222,24 @@
       rows.push([t("license.cards"), cards.used + (cards.limit ? " / " + cards.limit : "")]);
     }
     if (license.reason) rows.push([t("license.reason"), license.reason]);
+    var order = null;
+    if (license.card_users && license.card_users.length) {
+      order = [h("p", { "class": "muted", text: t("license.card_order") }),
+        h("ol", { id: "card-order" }, license.card_users.map(function (user) {
+          return h("li", { "data-user-id": user.id },
+            (user.name || "#" + user.id) + " · ",
+            h("span", { "class": user.has_card ? "ok" : "warning", text: t(user.has_card ? "license.has_card" : "license.waiting") }),
+            viewer.admin ? h("button", { type: "button", "class": "link", text: t("license.free"), onclick: function () {
+              if (!window.confirm(t("license.confirm_free"))) return;
+              api("DELETE", "card_users/" + encodeURIComponent(user.id)).then(function () { show("status"); })
+                .catch(function (error) { window.alert(explain(error)); });
+            } }) : null);
+        }))];
+    }
     return h("div", { "class": "card", id: "license", "data-state": license.state || "unknown" },
       h("h2", { text: t("license.title") }),
-      h("dl", {}, rows.map(function (row) { return [h("dt", { text: row[0] }), h("dd", { text: row[1] })]; })));
+      h("dl", {}, rows.map(function (row) { return [h("dt", { text: row[0] }), h("dd", { text: row[1] })]; })),
+      order);
   }
 
   loaders.status = function (panel) {

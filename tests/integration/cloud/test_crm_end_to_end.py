@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from sandbox.bitrix24 import App, Emulator, EmulatorServer, User
 from sandbox.bitrix24.portal import Portal
 from sandbox.cloud_local import CloudLocal, CloudLocalConfig, CrmSweeper
 from sandbox.cloud_local.agents import AmiLogin, issue_token, running_agent
+from sandbox.cloud_local.license import LicenseService
 
 pytestmark = [pytest.mark.integration]
 
@@ -93,7 +95,7 @@ async def whole_stack(tmp_path: Path, **faults: Any) -> AsyncIterator[Stack]:
                 "B24_OAUTH_URL": f"{b24.url}/oauth/token/",
             },
         )
-        async with CloudLocal(config, services=[CrmSweeper(interval=0.3)]) as cloud:
+        async with CloudLocal(config, services=[LicenseService(), CrmSweeper(interval=0.3)]) as cloud:
             emulator.add_app(App(CLIENT_ID, SECRET, handler_url=f"{cloud.rest_url}/b24/install"))
             _, tokens = await asyncio.to_thread(emulator.install, DOMAIN, CLIENT_ID)
             tenant = str(tokens["member_id"])
@@ -187,3 +189,22 @@ async def test_rate_limits_server_errors_and_expiring_tokens_lose_and_duplicate_
     assert audit["duplicate_external_ids"] == {}
     assert [len(legs[name]) for name in names] == [1, 1, 2, 1, 1]
     assert all(call.finished for calls in legs.values() for call in calls)
+
+
+async def test_bitrix24_down_and_a_cut_link_lose_and_duplicate_nothing(tmp_path: Path) -> None:
+    """Bitrix24 unreachable for a while (minutes, compressed) while calls happen, and the agent's websocket cut
+    mid-stream (so it resends what was not acked: duplicates at the cloud)."""
+    names = ["inbound_queue_answered", "blind_transfer", "outbound_answered", "inbound_direct_missed"]
+    async with whole_stack(tmp_path) as stack:
+        stack.emulator.faults.outage_until = time.time() + 8
+        playing = asyncio.create_task(play(stack, *names))
+        await asyncio.sleep(1.5)
+        for connection_id in stack.cloud.gateway.connection_ids():
+            await stack.cloud.gateway.delete_connection(connection_id)
+        call_ids = await playing
+        await until(lambda: stack.calls_done(call_ids), timeout=120)
+        audit = stack.portal.audit()
+        legs = {name: registered(stack, call_id_of(name)) for name in names}
+    assert audit["unfinished"] == [] and audit["open_cards"] == {} and audit["duplicate_external_ids"] == {}
+    assert [len(legs[name]) for name in names] == [1, 2, 1, 1]
+    assert [legs[name][-1].status_code for name in names] == ["200", "200", "200", "304"]

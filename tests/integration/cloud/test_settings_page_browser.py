@@ -1,8 +1,8 @@
 """The settings page in a real browser (Debian's headless Chromium driven by Playwright) against cloud-local and
 the Bitrix24 emulator: the app is installed the way Bitrix24 installs it, the page is opened the way Bitrix24
-opens it (a form POSTed into an iframe, with the user's AUTH_ID), and an admin creates an agent token, runs an
-agent with it and sees it connect, maps an extension, changes settings, meets a refused one, and reads what
-the product did for a call. A user who is not an admin sees the status only.
+opens it (a form POSTed into an iframe, with the user's AUTH_ID), and an admin sees the trial license, creates
+an agent token, runs an agent with it and sees it connect, maps an extension, changes settings, meets a refused
+one, and reads what the product did for a call. A user who is not an admin sees the status only.
 
 No BX24 library here (its host is unreachable, and the page must work without it): requests for it are aborted.
 """
@@ -35,6 +35,7 @@ from sandbox.bitrix24 import App, Emulator, EmulatorServer, User
 from sandbox.browser import BrowserMissing, launch_chromium
 from sandbox.cloud_local import CloudLocal, CloudLocalConfig, CrmSweeper
 from sandbox.cloud_local.agents import AmiLogin, running_agent
+from sandbox.cloud_local.license import LicenseService
 
 pytestmark = [pytest.mark.integration]
 
@@ -124,7 +125,7 @@ async def whole_stack() -> AsyncIterator[Stack]:
                 "B24_OAUTH_URL": f"{b24.url}/oauth/token/",
             },
         )
-        async with CloudLocal(config, services=[CrmSweeper(interval=0.3)]) as cloud:
+        async with CloudLocal(config, services=[LicenseService(), CrmSweeper(interval=0.3)]) as cloud:
             # installed the way Bitrix24 installs an API-only app: ONAPPINSTALL posted to /b24/install
             emulator.add_app(App(CLIENT_ID, SECRET, handler_url=f"{cloud.rest_url}/b24/install"))
             _, tokens = await asyncio.to_thread(emulator.install, DOMAIN, CLIENT_ID)
@@ -166,7 +167,9 @@ async def test_an_admin_connects_a_pbx_maps_extensions_and_changes_settings(tmp_
     async with whole_stack() as stack:
         page, frame = await stack.open_app(OLGA)
         await expect(frame.locator("nav [data-tab]")).to_have_count(5)
-        await expect(frame.locator("#license")).to_have_attribute("data-state", "unknown")
+        # the install started the portal's trial at the license server (cloud-local runs one)
+        await expect(frame.locator("#license")).to_have_attribute("data-state", "trial")
+        await expect(frame.locator("#license")).to_contain_text("trial")
 
         # -- a token, shown once with the command to paste on the PBX host
         await frame.locator('[data-tab="agents"]').click()

@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.integration]
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 PROBE = ["--app", "sandbox.cloud_local.probe_app:app", "--tables", "sandbox.cloud_local.probe_app:create_tables"]
-FREE_PORTS = ["--ws-port", "0", "--mgmt-port", "0", "--rest-port", "0"]
+FREE_PORTS = ["--ws-port", "0", "--mgmt-port", "0", "--rest-port", "0", "--license-port", "0"]
 URL_LINE = re.compile(r"^  (ws|rest|mgmt|dynamodb)\s+(\S+)")
 
 

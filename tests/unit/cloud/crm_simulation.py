@@ -15,7 +15,7 @@ from typing import Any
 
 from cloud.calls.state import CallState, apply_event
 from cloud.crm.directory import Directory, DirectoryUser
-from cloud.crm.operations import CreateClient, FindClient, Finish, Hide, Operation, Register, Show
+from cloud.crm.operations import CreateClient, CreateTask, FindClient, Finish, Hide, Operation, Register, Show
 from cloud.crm.planner import Plan, PlanContext, plan
 from cloud.crm.progress import CrmProgress, apply_outcome, mark_attempted
 from cloud.crm.settings import CrmSettings
@@ -67,6 +67,9 @@ class MiniPortal:
                 return True
             case Finish():
                 return {"CALL_ID": "x"}
+            case CreateTask():
+                self.next_id += 1
+                return {"task": {"id": str(self.next_id)}}
         raise AssertionError(op)
 
 
@@ -85,6 +88,8 @@ def describe(op: Operation) -> str:
             return f"find {op.phone_number}"
         case CreateClient():
             return f"create {op.kind} assigned={op.assigned_by}"
+        case CreateTask():
+            return f"task for={op.responsible} about={','.join(op.crm_bindings) or '-'}"
     raise AssertionError(op)
 
 

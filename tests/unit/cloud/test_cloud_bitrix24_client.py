@@ -332,3 +332,18 @@ def test_unknown_or_uninstalled_tenants_have_no_client(b24rt: Runtime) -> None:
 def test_domain_of_endpoints() -> None:
     assert domain_of("https://acme.bitrix24.com/rest/") == "acme.bitrix24.com"
     assert domain_of("http://127.0.0.1:8090/acme.bitrix24.com/rest/") == "acme.bitrix24.com"
+
+
+def test_an_unreachable_oauth_server_leaves_the_call_not_executed(client: Bitrix24Client, portal: Portal) -> None:
+    portal.on("/rest/crm.lead.add", err(401, "expired_token"))
+    portal.on("/oauth/token/", httpx.ReadTimeout("slow"))
+    with pytest.raises(PortalUnavailable) as caught:
+        client.call("crm.lead.add")
+    assert caught.value.maybe_executed is False and caught.value.method == "crm.lead.add"
+
+
+@pytest.mark.parametrize("method", ["", "../oauth/token", "user.get?x=1", "user get"])
+def test_method_names_are_checked_before_anything_is_sent(client: Bitrix24Client, portal: Portal, method: str) -> None:
+    with pytest.raises(ValueError, match="method"):
+        client.call(method)
+    assert portal.requests == []

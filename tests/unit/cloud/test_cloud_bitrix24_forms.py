@@ -5,8 +5,10 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from cloud.bitrix24.forms import FormError, encode_command, flatten, parse_form
+from cloud.bitrix24.forms import FormError, encode_command, flatten, parse_body, parse_form
 
 
 def test_nested_dicts_and_lists_become_php_brackets() -> None:
@@ -67,3 +69,26 @@ def test_parse_form_nests_brackets_encoded_or_not() -> None:
 def test_malformed_forms_are_refused_with_a_reason(body: str, message: str) -> None:
     with pytest.raises(FormError, match=message):
         parse_form(body)
+
+
+@given(st.text(alphabet=st.sampled_from("ab[]=&%5BD;+0 \u00e9"), max_size=60))
+def test_any_text_parses_or_is_refused_with_form_error(body: str) -> None:
+    try:
+        parsed = parse_form(body)
+    except FormError:
+        return
+    assert isinstance(parsed, dict)
+
+
+@given(st.binary(max_size=40), st.sampled_from(["application/json", "application/x-www-form-urlencoded", ""]))
+def test_any_bytes_parse_or_are_refused_with_form_error(body: bytes, content_type: str) -> None:
+    try:
+        parsed = parse_body(body, content_type)
+    except FormError:
+        return
+    assert isinstance(parsed, dict)
+
+
+def test_absurdly_nested_json_is_refused() -> None:
+    with pytest.raises(FormError):
+        parse_body(b"[" * 100_000, "application/json")

@@ -345,3 +345,15 @@ def test_json_events_are_accepted_and_bad_json_is_400(http: Client) -> None:
 def test_handlers_cannot_take_over_install_events() -> None:
     with pytest.raises(ValueError):
         events.register_event_handler("ONAPPUNINSTALL", lambda rt, tenant, event: None)
+
+
+def test_a_repeated_onappinstall_is_acknowledged_without_changes(http: Client, b24rt: Runtime, bitrix: Bitrix) -> None:
+    installed(http)
+    bitrix.oauth_error = "invalid_grant"  # the duplicate's refresh token was used by the first delivery
+    assert http.http.post("/b24/install", headers=FORM, body=onappinstall()).status_code == 200
+    assert store.load_tokens(b24rt, MEMBER).token_version == 1
+    # a different application token with a dead refresh token is still refused
+    assert (
+        http.http.post("/b24/install", headers=FORM, body=onappinstall(application_token="9" * 32)).status_code == 403
+    )
+    assert store.verify_application_token(store.get_tenant(b24rt, MEMBER), APP_TOKEN)

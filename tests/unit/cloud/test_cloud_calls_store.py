@@ -11,6 +11,7 @@ import pytest
 from cloud_builders import ended, ringing, started
 
 from cloud.calls import store
+from cloud.calls.store import get_call, record_events
 from cloud.errors import StorageConflict
 from cloud.runtime import Runtime
 from wire_protocol.call_events import CallEvent
@@ -91,3 +92,15 @@ def test_the_stored_call_has_derived_views_for_readers(rt: Runtime) -> None:
     )["Item"]
     assert item["status"] == {"S": "ended"} and item["result"] == {"S": "answered"}
     assert item["rang"] == {"L": [{"S": "101"}]}
+
+
+def test_a_run_of_one_calls_events_is_one_write_and_skips_what_is_stored(rt: Runtime) -> None:
+    assert record_events(rt, "portal-a", "agent-1", [(1, started()), (2, ringing("101"))]) == 2
+    call = get_call(rt, "portal-a", "agent-1", "pbx-1.1")
+    assert call is not None and (call.applied, call.version) == ([1, 2], 1)
+    run: list[tuple[int, CallEvent]] = [(2, ringing("101")), (3, ringing("102", seq=3)), (3, ringing("102", seq=3))]
+    assert record_events(rt, "portal-a", "agent-1", run) == 1  # 2 was stored, 3 came twice
+    call = get_call(rt, "portal-a", "agent-1", "pbx-1.1")
+    assert call is not None and (call.applied, call.version, call.ringing_now) == ([1, 2, 3], 2, ["101", "102"])
+    with pytest.raises(ValueError):
+        record_events(rt, "portal-a", "agent-1", [(1, started()), (2, started("pbx-2.1"))])

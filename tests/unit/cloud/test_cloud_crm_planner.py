@@ -267,3 +267,12 @@ def test_a_lines_default_owner_takes_calls_nobody_else_can_own() -> None:
     outcome = only(run(events_of("inbound_queue_local_members"), settings=settings))
     assert outcome.flat[0] == "register 0 user=12 type=2 phone=+79261234567 crm_create"
     assert outcome.flat[-1] == "finish 0 user=12 200 3s"
+
+
+def test_a_missed_call_task_for_the_owner_linked_to_the_client_once() -> None:
+    settings = CrmSettings(missed_call_task=True, missed_task_title="Перезвонить {number}")
+    outcome = only(run(events_of("inbound_direct_missed"), settings=settings))
+    assert outcome.requests[-1] == ["finish 0 user=11 304 0s", "task for=11 about=L_101"]
+    assert outcome.progress.task_id == 102
+    answered = only(run(events_of("inbound_direct_answered"), settings=settings))
+    assert not any(op.startswith("task") for op in answered.flat)

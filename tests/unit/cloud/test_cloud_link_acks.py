@@ -55,14 +55,14 @@ def test_a_seq_the_agent_set_aside_is_no_gap(rt: Runtime, agent_id: str) -> None
 
 
 def test_a_partly_stored_batch_acks_its_stored_prefix(rt: Runtime, agent_id: str) -> None:
-    real = store.record_event
+    real = store.record_events
 
-    def flaky(rt_: Runtime, tenant: str, agent: str, seq: int, event: CallEvent) -> bool:
-        if seq == 3:
+    def flaky(rt_: Runtime, tenant: str, agent: str, items: list[tuple[int, CallEvent]]) -> int:
+        if any(seq == 3 for seq, _ in items):
             raise RuntimeError("throttled")
-        return real(rt_, tenant, agent, seq, event)
+        return real(rt_, tenant, agent, items)
 
-    with mock.patch("cloud.link.dispatch.record_event", side_effect=flaky):
+    with mock.patch("cloud.link.dispatch.record_events", side_effect=flaky):
         answer = replies(rt, batch(*calls(1, 4), after=0))
     assert answer[0] == Ack(up_to_seq=2) and answer[1].code == "internal"
     assert replies(rt, batch(*calls(3, 4), after=2)) == [Ack(up_to_seq=4)]
@@ -71,14 +71,14 @@ def test_a_partly_stored_batch_acks_its_stored_prefix(rt: Runtime, agent_id: str
 def test_after_a_failure_the_ack_stops_at_what_this_message_stored(rt: Runtime, agent_id: str) -> None:
     """A parked range may be absorbed, but the agent resends the failed rest anyway: ack conservatively."""
     assert replies(rt, batch(*calls(4, 6), after=3)) == []  # parked
-    real = store.record_event
+    real = store.record_events
 
-    def flaky(rt_: Runtime, tenant: str, agent: str, seq: int, event: CallEvent) -> bool:
-        if seq == 4:
+    def flaky(rt_: Runtime, tenant: str, agent: str, items: list[tuple[int, CallEvent]]) -> int:
+        if any(seq == 4 for seq, _ in items):
             raise RuntimeError("throttled")
-        return real(rt_, tenant, agent, seq, event)
+        return real(rt_, tenant, agent, items)
 
-    with mock.patch("cloud.link.dispatch.record_event", side_effect=flaky):
+    with mock.patch("cloud.link.dispatch.record_events", side_effect=flaky):
         answer = replies(rt, batch(*calls(1, 4), after=0))
     assert answer[0] == Ack(up_to_seq=3)
     assert replies(rt, batch(*calls(4, 4), after=3)) == [Ack(up_to_seq=6)]

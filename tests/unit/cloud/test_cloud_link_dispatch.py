@@ -84,7 +84,7 @@ def test_the_same_batch_twice_is_stored_once_and_acked_twice(rt: Runtime, agent_
     assert (first.stored, second.stored) == (2, 0)
     assert stored_count(rt) == 2
     call = get_call(rt, "portal-a", agent_id, "pbx-1.1")
-    assert call is not None and call.applied == [1, 2] and call.version == 2  # the second delivery wrote nothing
+    assert call is not None and call.applied == [1, 2] and call.version == 1  # one write; the second delivery none
 
 
 def test_a_replayed_old_batch_does_not_lower_the_high_water_mark(rt: Runtime, agent_id: str) -> None:
@@ -104,31 +104,31 @@ def test_out_of_order_batches_build_the_same_call(rt: Runtime, agent_id: str) ->
 
 
 def test_events_within_a_batch_are_stored_in_seq_order(rt: Runtime, agent_id: str) -> None:
-    frame = batch((2, ringing("101")), (1, started()))
-    with mock.patch("cloud.link.dispatch.record_event", wraps=store.record_event) as record:
-        assert handle(rt, frame).replies == [Ack(up_to_seq=2)]
-    assert [call.args[3] for call in record.call_args_list] == [1, 2]
+    frame = batch((2, ringing("101")), (3, started("pbx-2.1")), (1, started()))
+    with mock.patch("cloud.link.dispatch.record_events", wraps=store.record_events) as record:
+        assert handle(rt, frame).replies == [Ack(up_to_seq=3)]
+    assert [[seq for seq, _ in call.args[3]] for call in record.call_args_list] == [[1, 2], [3]]  # a run per call
 
 
 def test_a_storage_failure_acks_only_what_was_stored(rt: Runtime, agent_id: str) -> None:
-    real = store.record_event
+    real = store.record_events
 
-    def flaky(rt_: Runtime, tenant: str, agent: str, seq: int, event: Any) -> bool:
-        if seq == 3:
+    def flaky(rt_: Runtime, tenant: str, agent: str, items: list[tuple[int, Any]]) -> int:
+        if any(seq == 3 for seq, _ in items):
             raise RuntimeError("DynamoDB throttled")
-        return real(rt_, tenant, agent, seq, event)
+        return real(rt_, tenant, agent, items)
 
-    with mock.patch("cloud.link.dispatch.record_event", side_effect=flaky):
-        outcome = handle(rt, batch((1, started()), (2, ringing("101")), (3, ended(seq=3))))
+    with mock.patch("cloud.link.dispatch.record_events", side_effect=flaky):
+        outcome = handle(rt, batch((1, started()), (2, ringing("101")), (3, started("pbx-2.1", seq=1))))
     assert outcome.replies[0] == Ack(up_to_seq=2)
     error = outcome.replies[1]
     assert isinstance(error, ErrorMessage) and (error.code, error.about) == ("internal", "call_events")
     assert stored_count(rt) == 2 and not outcome.close
-    assert handle(rt, batch((3, ended(seq=3)))).replies == [Ack(up_to_seq=3)]  # the resend completes it
+    assert handle(rt, batch((3, started("pbx-2.1", seq=1)))).replies == [Ack(up_to_seq=3)]  # the resend completes it
 
 
 def test_a_failure_on_the_first_event_acks_nothing(rt: Runtime, agent_id: str) -> None:
-    with mock.patch("cloud.link.dispatch.record_event", side_effect=RuntimeError("down")):
+    with mock.patch("cloud.link.dispatch.record_events", side_effect=RuntimeError("down")):
         outcome = handle(rt, batch((1, started())))
     assert [type(reply) for reply in outcome.replies] == [ErrorMessage]
 

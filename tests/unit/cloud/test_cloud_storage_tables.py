@@ -24,4 +24,4 @@ def test_create_tables_is_idempotent_and_prefixes_are_separate(rt: Runtime) -> N
 def test_table_names_follow_the_prefix() -> None:
     names = TableNames("pbxlink-prod-")
     assert {key: getattr(names, key) for key in TABLES} == {key: "pbxlink-prod-" + key for key in TABLES}
-    assert {"agents", "connections", "call_events", "calls", "commands", "crm_calls", "tenants"} <= set(TABLES)
+    assert {"agents", "connections", "calls", "commands", "crm_calls", "tenants", "licensing"} <= set(TABLES)

@@ -111,3 +111,20 @@ def test_update_endpoint_after_a_rename(rt: Runtime) -> None:
     store.update_endpoint(rt, MEMBER, "https://new.bitrix24.com/rest/", "new.bitrix24.com")
     tenant = store.get_tenant(rt, MEMBER)
     assert (tenant.client_endpoint, tenant.domain) == ("https://new.bitrix24.com/rest/", "new.bitrix24.com")
+
+
+def test_an_item_with_only_settings_is_no_tenant(rt: Runtime) -> None:
+    rt.dynamodb.update_item(
+        TableName=rt.tables.tenants,
+        Key=to_item({"tenant": MEMBER}),
+        UpdateExpression="SET settings = :s",
+        ExpressionAttributeValues=to_item({":s": {"line": "7"}}),
+    )
+    with pytest.raises(UnknownTenant):
+        store.get_tenant(rt, MEMBER)
+    with pytest.raises(UnknownTenant):
+        store.mark_uninstalled(rt, MEMBER)
+    with pytest.raises(UnknownTenant):
+        store.update_endpoint(rt, MEMBER, "https://new.bitrix24.com/rest/", "new.bitrix24.com")
+    assert store.save_install(rt, install()).active
+    assert raw(rt)["settings"] == {"line": "7"}

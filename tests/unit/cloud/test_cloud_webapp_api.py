@@ -76,16 +76,17 @@ def test_status_shows_each_agent_its_connection_versions_and_last_event(
     assert data["viewer"] == {"tenant": tenant, "user_id": ANNA, "name": "Anna Petrova", "admin": False}
 
 
-def test_license_is_unknown_without_the_licensing_module(b24: Portals, web: Client) -> None:
-    if "cloud.licensing" in sys.modules or _licensing_installed():
-        pytest.skip("cloud.licensing is merged: its own state is shown (see the next test)")
+def test_license_is_unknown_without_the_licensing_module(
+    b24: Portals, web: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "cloud.licensing", None)  # what an import finds when the module is absent
     assert get(web, b24, "/b24/api/status")["license"] == {"state": "unknown", "available": False}
 
 
-def _licensing_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("cloud.licensing") is not None
+def test_license_of_a_portal_never_leased_is_the_free_tier(b24: Portals, web: Client) -> None:
+    license_ = get(web, b24, "/b24/api/status")["license"]  # the real cloud.licensing, no lease cached
+    assert (license_["state"], license_["available"], license_["plan"]) == ("restricted", True, "free")
+    assert license_["users_with_cards"] == {"used": 0, "limit": 2}
 
 
 @pytest.fixture
@@ -125,8 +126,31 @@ def test_license_state_comes_from_cloud_licensing_when_present(
         "reason": "the license server could not be reached",
         "features": ["click_to_call", "recordings"],
         "users_with_cards": {"used": 2, "limit": 10},
+        "card_users": [
+            {"id": "11", "name": "", "has_card": True},  # names once the users were read from Bitrix24
+            {"id": "12", "name": "", "has_card": True},
+        ],
     }
     assert fake_licensing == [b24.member("acme")]
+
+
+def test_an_admin_frees_a_place_among_the_users_who_keep_call_cards(webrt: Runtime, b24: Portals, web: Client) -> None:
+    from cloud.licensing.store import load_card_users, record_card_users
+
+    tenant = b24.member("acme")
+    get(web, b24, "/b24/api/extensions")  # reads the users: the order shows names
+    record_card_users(webrt, tenant, [str(ANNA), str(BORIS), str(OLGA)])  # the order they first rang in
+    cards = get(web, b24, "/b24/api/status", user=ANNA)["license"]["card_users"]
+    assert cards == [
+        {"id": str(ANNA), "name": "Anna Petrova", "has_card": True},  # the free tier: 2 users keep cards
+        {"id": str(BORIS), "name": "Boris Ivanov", "has_card": True},
+        {"id": str(OLGA), "name": "Olga Owner", "has_card": False},
+    ]
+    assert send(web, b24, "DELETE", f"/b24/api/card_users/{ANNA}", None, user=ANNA).status_code == 403
+    response = send(web, b24, "DELETE", f"/b24/api/card_users/{ANNA}", None)
+    assert response.status_code == 200 and body(response) == {"card_order": [str(BORIS), str(OLGA)]}
+    assert load_card_users(webrt, tenant) == [str(BORIS), str(OLGA)]
+    assert send(web, b24, "DELETE", "/b24/api/card_users/not-a-user", None).status_code == 404
 
 
 # -- tokens ------------------------------------------------------------------------------------------------------

@@ -104,6 +104,7 @@ ADMIN_ONLY = [
     ("PATCH", "/b24/api/settings", {"register_internal": True}),
     ("POST", "/b24/api/tokens", {"name": "HQ"}),
     ("DELETE", "/b24/api/tokens/ag_0123456789abcdef", None),
+    ("DELETE", "/b24/api/card_users/11", None),
 ]
 
 

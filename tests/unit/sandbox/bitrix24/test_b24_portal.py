@@ -404,3 +404,16 @@ def test_statistic_get_lists_finished_calls_for_reconciliation(portal: Portal, c
         ctx, "voximplant.statistic.get", {"FILTER": {"PORTAL_USER_ID": 2, ">CALL_DURATION": 0}}
     )
     assert answered_by_anna.total == 27
+
+
+# -- Tasks: DOC api-reference/tasks/tasks-task-add.md ----------------------------------------------------------------
+def test_task_add_needs_a_title_and_an_active_responsible(portal: Portal, ctx: Context) -> None:
+    result = call(
+        portal, ctx, "tasks.task.add", fields={"TITLE": "Call back", "RESPONSIBLE_ID": 2, "UF_CRM_TASK": ["L_4"]}
+    )
+    task_id = int(result["task"]["id"])
+    assert portal.tasks[task_id]["UF_CRM_TASK"] == ["L_4"] and result["task"]["responsibleId"] == "2"
+    with pytest.raises(RestError):
+        call(portal, ctx, "tasks.task.add", fields={"TITLE": "", "RESPONSIBLE_ID": 2})
+    with pytest.raises(RestError):
+        call(portal, ctx, "tasks.task.add", fields={"TITLE": "x", "RESPONSIBLE_ID": 999})

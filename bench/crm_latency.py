@@ -1,0 +1,285 @@
+"""Ring-to-card latency, Bitrix24 requests per call, and what one portal sustains under its rate limit.
+
+The real path on loopback: the fake AMI server plays recorded real-Asterisk calls (fresh ids per call) over a
+real AMI socket to a real ``Agent`` (interpreter, SQLite outbox, websocket), which streams them to
+``cloud-local`` (local API Gateway, the Chalice app, moto server as DynamoDB; the CRM pipeline runs in the
+websocket handler, the sweeper every 0.3 s), which calls the Bitrix24 emulator over HTTP. Nothing injected.
+
+The local API Gateway hands messages to the handler concurrently, as AWS does (``--sequential``: one at a
+time); the license server runs too (the portal is on its trial: every feature, no card limit).
+
+1. **latency**: queue calls (ringall 101+102, answered by 102), started at ``--rate`` calls per second for
+   ``--seconds``, each at its recorded pace; ring-to-card = from the fake AMI server sending the call's first
+   ``Newstate Ringing`` to the emulator handling the ``show`` that opened its first card. The emulator's rate
+   limit is off here (one portal could not take 20 calls/s: see part 3).
+2. **requests per call**, per lab scenario, played one at a time at twice their recorded pace.
+3. **sustained**: the emulator's leaky bucket on (2 requests/s, burst 50): queue calls offered at
+   ``--offer-per-min`` for ``--offer-seconds``; the figure is how many calls per minute reach the CRM, and that
+   none is lost (every call finished exactly once, no card left open).
+
+moto server and the emulator share the machine's cores with the agent and the gateway; the figures are for this
+local stack. Run: ``python -m bench.crm_latency [--rate 20] [--seconds 10]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cloud.calls.store import list_calls
+from cloud.crm.pipeline import crm_status
+from cloud.runtime import Runtime
+from cloud.settings import Settings
+from cloud.tenants import store
+from edge_agent.ami.framing import AmiMessage
+from edge_agent.trace import read_trace
+from sandbox.ami_server import FakeAmiServer, UserSpec
+from sandbox.bitrix24 import App, Emulator, EmulatorServer, User
+from sandbox.bitrix24.portal import Portal
+from sandbox.cloud_local import CloudLocal, CloudLocalConfig, CrmSweeper
+from sandbox.cloud_local.agents import AmiLogin, issue_token, running_agent
+from sandbox.cloud_local.license import LicenseService
+
+TRACES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "traces"
+DOMAIN = "bench.bitrix24.com"
+CLIENT_ID, SECRET = "local.pbxlink.bench", "bench-secret"
+_CHANNEL_SUFFIX = re.compile(r"-([0-9a-f]{8})(?=[;,]|$)")
+
+
+def fresh_call(name: str, number: int) -> list[AmiMessage]:
+    """A recorded call with its Linkedid/Uniqueids and channel names made unique (calls overlap in time)."""
+
+    def rewrite(value: str) -> str:
+        value = value.replace("pbx-", f"b{number}-")
+        return _CHANNEL_SUFFIX.sub(lambda m: f"-{number:04x}{m.group(1)[4:]}", value)
+
+    return [{k: rewrite(v) for k, v in m.items()} for m in read_trace(TRACES / f"{name}.jsonl")]
+
+
+def linkedid(call: list[AmiMessage]) -> str:
+    return next(m["Linkedid"] for m in call if m.get("Event") == "Newchannel")
+
+
+def _pbx_call(external_call_id: str | None) -> str | None:
+    """``<agent>:<linkedid>[:<leg>]`` → the Linkedid."""
+    parts = (external_call_id or "").split(":")
+    return parts[1] if len(parts) > 1 else None
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+
+async def until(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(predicate):
+            return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+@dataclass
+class Bench:
+    emulator: Emulator
+    portal: Portal
+    ami: FakeAmiServer
+    rt: Runtime
+    tenant: str
+
+    def crm_done(self, call_ids: set[str]) -> bool:
+        calls = {c.call_id: c for c in list_calls(self.rt, self.tenant)}
+        if not call_ids <= set(calls):
+            return False
+        for call_id in call_ids:
+            item = crm_status(self.rt, self.tenant, calls[call_id].agent_id, call_id)
+            if item is None or item.get("crm_status") not in ("done", "skipped"):
+                return False
+        return True
+
+    def requests_of(self, call_id: str) -> int:
+        calls = {c.call_id: c for c in list_calls(self.rt, self.tenant)}
+        item = crm_status(self.rt, self.tenant, calls[call_id].agent_id, call_id) or {}
+        progress = item.get("progress")
+        return int(progress.requests) if progress is not None else 0
+
+    def first_show(self) -> dict[str, float]:
+        """Linkedid → when its first card opened (the emulator's clock is the wall clock)."""
+        shown: dict[str, float] = {}
+        with self.portal.lock:
+            for call in self.portal.calls.values():
+                pbx_call = _pbx_call(call.external_call_id)
+                times = [at for at, what, _ in call.card_log if what == "show"]
+                if pbx_call is not None and times:
+                    shown[pbx_call] = min([*times, shown.get(pbx_call, times[0])])
+        return shown
+
+
+async def play_schedule(ami: FakeAmiServer, calls: list[tuple[float, list[AmiMessage]]]) -> dict[str, float]:
+    """Send every call's messages at ``start + recorded offset``; returns Linkedid → when its ring was sent."""
+    timeline: list[tuple[float, int, AmiMessage]] = []
+    for index, (start, messages) in enumerate(calls):
+        t0 = float(messages[0]["_ts"])
+        for m in messages:
+            if "Response" in m or "ActionID" in m:
+                continue
+            timeline.append((start + float(m.get("_ts", t0)) - t0, index, m))
+    timeline.sort(key=lambda item: (item[0], item[1]))
+    rang: dict[str, float] = {}
+    origin = time.monotonic()
+    for offset, _, message in timeline:
+        delay = origin + offset - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if message.get("Event") == "Newstate" and message.get("ChannelState") == "5":
+            rang.setdefault(message["Linkedid"], time.time())
+        await ami.emit(message)
+    return rang
+
+
+async def latency(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
+    bench.emulator.faults.rate_limit = False
+    count = int(rate * seconds)
+    calls = [(i / rate, fresh_call("inbound_queue_answered", 1000 + i)) for i in range(count)]
+    ids = {linkedid(c) for _, c in calls}
+    rang = await play_schedule(bench.ami, calls)
+    finished = await until(lambda: bench.crm_done(ids), 300)
+    shown = bench.first_show()
+    ms = [(shown[c] - rang[c]) * 1000 for c in ids if c in shown and c in rang]
+    return {
+        "calls": count,
+        "calls_per_s": rate,
+        "all_in_crm": finished,
+        "with_card": len(ms),
+        "ring_to_card_ms_p50": round(percentile(ms, 0.50), 1),
+        "ring_to_card_ms_p99": round(percentile(ms, 0.99), 1),
+        "ring_to_card_ms_max": round(max(ms), 1) if ms else None,
+    }
+
+
+async def requests_per_call(bench: Bench) -> dict[str, int]:
+    figures = {}
+    for number, path in enumerate(sorted(TRACES.glob("*.jsonl"))):
+        name = path.name.removesuffix(".jsonl")
+        call = fresh_call(name, 5000 + number)
+        await bench.ami.play(call, speed=2.0)
+        call_id = linkedid(call)
+        await until(lambda call_id=call_id: bench.crm_done({call_id}), 60)  # type: ignore[misc]
+        figures[name] = bench.requests_of(call_id)
+    return figures
+
+
+async def sustained(bench: Bench, per_min: float, seconds: float) -> dict[str, Any]:
+    bench.emulator.faults.rate_limit = True
+    count = int(per_min * seconds / 60)
+    calls = [(i * 60 / per_min, fresh_call("inbound_queue_answered", 9000 + i)) for i in range(count)]
+    ids = {linkedid(c) for _, c in calls}
+    before = len(bench.portal.calls)
+    started = time.monotonic()
+    await play_schedule(bench.ami, calls)
+    offered_for = time.monotonic() - started
+    finished = await until(lambda: bench.crm_done(ids), 600)
+    took = time.monotonic() - started
+    audit = bench.portal.audit()
+    with bench.portal.lock:
+        mine = [c for c in bench.portal.calls.values() if _pbx_call(c.external_call_id) in ids]
+    return {
+        "offered_calls": count,
+        "offered_per_min": per_min,
+        "offered_over_s": round(offered_for, 1),
+        "all_in_crm": finished,
+        "in_crm_after_s": round(took, 1),
+        "calls_per_min_reaching_crm": round(count / took * 60, 1),
+        "registrations": len(mine),
+        "finished": sum(1 for c in mine if c.finished),
+        "open_cards": sum(len(v) for v in audit["open_cards"].values()),
+        "unfinished": len(audit["unfinished"]),
+        "portal_calls_before": before,
+        "requests": sum(bench.requests_of(c) for c in ids),
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    emulator = Emulator(seed=5)
+    with EmulatorServer(emulator) as b24, tempfile.TemporaryDirectory() as data_dir:
+        portal = emulator.add_portal(DOMAIN, burst=50, rate=2)
+        portal.add_user(User(1, "Olga", "Owner", admin=True))
+        portal.add_user(User(11, "Anna", phone_inner="101"))
+        portal.add_user(User(12, "Boris", phone_inner="102"))
+        config = CloudLocalConfig(
+            table_prefix="bench-crm-",
+            concurrent_messages=not args.sequential,
+            extra_env={
+                "B24_CLIENT_ID": CLIENT_ID,
+                "B24_CLIENT_SECRET": SECRET,
+                "B24_OAUTH_URL": f"{b24.url}/oauth/token/",
+            },
+        )
+        async with CloudLocal(config, services=[LicenseService(), CrmSweeper(interval=0.3)]) as cloud:
+            emulator.add_app(App(CLIENT_ID, SECRET, handler_url=f"{cloud.rest_url}/b24/install"))
+            _, tokens = await asyncio.to_thread(emulator.install, DOMAIN, CLIENT_ID)
+            tenant = str(tokens["member_id"])
+            rt = Runtime(Settings.from_env())
+            try:
+
+                def installed() -> bool:
+                    try:
+                        return store.get_tenant(rt, tenant).active
+                    except Exception:
+                        return False  # the install handler has not run yet
+
+                if not await until(installed, 30):
+                    raise SystemExit("the app did not install")
+                user = UserSpec("edge-secret", read="system,call,agent,dialplan", write="system,originate")
+                async with FakeAmiServer({"edge": user}) as ami:
+                    _, token = await issue_token(tenant, "bench")
+                    login = AmiLogin("127.0.0.1", ami.port, "edge", "edge-secret")
+                    async with running_agent(login, cloud.ws_url, token, data_dir):
+                        bench = Bench(emulator, portal, ami, rt, tenant)
+                        warm_up = fresh_call("inbound_direct_answered", 1)  # first user map, warm imports
+                        await ami.play(warm_up)
+                        await until(lambda: bench.crm_done({linkedid(warm_up)}), 60)
+                        result: dict[str, Any] = {}
+                        result["latency"] = await latency(bench, args.rate, args.seconds)
+                        result["requests_per_call"] = await requests_per_call(bench)
+                        result["sustained_2rps"] = await sustained(bench, args.offer_per_min, args.offer_seconds)
+                        return result
+            finally:
+                rt.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.crm_latency", description=__doc__)
+    parser.add_argument("--rate", type=float, default=20.0, help="new calls per second (latency run)")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--offer-per-min", type=float, default=45.0, help="calls per minute offered (rate limited)")
+    parser.add_argument("--offer-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="the local API Gateway handles one message at a time (AWS invokes the handler concurrently)",
+    )
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    result = asyncio.run(run(args))
+    result["bench_seconds"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(result, indent=2))
+    latency_ok = result["latency"]["ring_to_card_ms_p50"] <= 25 and result["latency"]["ring_to_card_ms_p99"] <= 100
+    print(f"targets: ring-to-card p50 <= 25 ms and p99 <= 100 ms at 20 calls/s: {'met' if latency_ok else 'MISSED'}")
+    queue = result["requests_per_call"].get("inbound_queue_answered")
+    print(f"requests for an inbound call answered after ringing two users: {queue} (target <= 3)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
