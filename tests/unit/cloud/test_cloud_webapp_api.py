@@ -337,6 +337,25 @@ def test_a_failing_hook_does_not_undo_the_save(webrt: Runtime, b24: Portals, web
     assert load_settings(webrt, b24.member("acme")).add_to_chat is False
 
 
+def test_saved_settings_are_pushed_to_agents_by_click_to_call_when_it_is_installed(
+    webrt: Runtime, b24: Portals, web: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pushed: list[str] = []
+    module = types.ModuleType("cloud.clicktocall")
+
+    def push_settings(rt: Runtime, tenant: str) -> list[str]:
+        pushed.append(tenant)
+        return []
+
+    module.push_settings = push_settings  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "cloud.clicktocall", module)
+    assert send(web, b24, "PATCH", "/b24/api/settings", {"add_to_chat": False}).status_code == 200
+    assert pushed == [b24.member("acme")]
+    monkeypatch.setitem(sys.modules, "cloud.clicktocall", None)  # not installed: nothing to push, nothing fails
+    response = send(web, b24, "PATCH", "/b24/api/settings", {"add_to_chat": True})
+    assert response.status_code == 200 and body(response)["hooks_failed"] == []
+
+
 def test_validate_maps_key_errors_to_the_key_path() -> None:
     settings, message, fields = form.validate({"card_mode_by_user": {"abc": "ring"}})
     assert settings is None and list(fields) == ["card_mode_by_user.abc"] and "card_mode_by_user" in message
