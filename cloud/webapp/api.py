@@ -96,7 +96,7 @@ def _directory(rt: Runtime, tenant: str, services: ApiServices, *, refresh: bool
         fresh = refresh_directory(services.client_for(rt, tenant), directory, now)
     except Bitrix24Error as exc:
         log.warning("tenant %s: users not read from Bitrix24: %s", tenant, exc)
-        return directory, f"users could not be read from Bitrix24 now ({type(exc).__name__})"
+        return directory, "users_unavailable"  # a code: the page words it in its language
     # ``unmapped`` may have grown meanwhile (a call's worker): keep the newest of both.
     latest = load_directory(rt, tenant)
     fresh = fresh.model_copy(update={"unmapped": {**fresh.unmapped, **latest.unmapped}})

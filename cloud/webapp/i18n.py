@@ -54,6 +54,10 @@ CATALOG: Final[dict[str, tuple[str, str]]] = {
         "Битрикс24 не ответил. Попробуйте через минуту.",
     ),
     "error.invalid": ("Not saved; fix the fields marked below.", "Не сохранено: исправьте отмеченные поля."),
+    "warn.users_unavailable": (
+        "Bitrix24 could not be asked for its users just now; this is the last list read.",
+        "Не удалось сейчас получить сотрудников из Битрикс24; показан последний прочитанный список.",
+    ),
     "page.not_from_b24": (
         "Open pbxlink from your Bitrix24 portal (Applications → pbxlink).",
         "Откройте pbxlink из вашего портала Битрикс24 (Приложения → pbxlink).",

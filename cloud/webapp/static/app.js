@@ -369,7 +369,7 @@
               .catch(function (error) { notice(message, explain(error), "error"); });
           } })),
         h("p", { "class": "muted", text: t("ext.help") }),
-        data.warning ? h("p", { "class": "message warning", text: data.warning }) : null,
+        data.warning ? h("p", { "class": "message warning", id: "warning", text: t("warn." + data.warning) }) : null,
         data.fetched_at ? h("p", { "class": "muted small", text: t("ext.fetched") + " " + when(data.fetched_at) }) : null,
         table([t("ext.extension"), t("ext.user"), t("ext.source")], rows, { id: "extensions-table" }),
         h("h3", { text: t("ext.unmapped") }),
@@ -583,7 +583,7 @@
         }).then(function () { save.disabled = false; fit(); });
       } });
       append(panel, h("h2", { text: t("settings.title") }),
-        data.warning ? h("p", { "class": "message warning", text: data.warning }) : null,
+        data.warning ? h("p", { "class": "message warning", id: "warning", text: t("warn." + data.warning) }) : null,
         h("form", { id: "settings-form", onsubmit: function (e) { e.preventDefault(); } }, general, groups),
         h("div", { "class": "row sticky" }, save, message));
     });

@@ -237,7 +237,7 @@ def test_extensions_still_show_when_bitrix24_cannot_be_read(webrt: Runtime, b24:
     directory = load_directory(webrt, b24.member("acme"))
     save_directory(webrt, b24.member("acme"), directory.model_copy(update={"fetched_at": AT}))
     data = extensions()
-    assert data["warning"] and [e["extension"] for e in data["extensions"]] == ["101", "102"]
+    assert data["warning"] == "users_unavailable" and [e["extension"] for e in data["extensions"]] == ["101", "102"]
 
 
 # -- settings ----------------------------------------------------------------------------------------------------

@@ -75,6 +75,7 @@ def test_every_key_the_script_asks_for_exists() -> None:
         ("crm.", ["done", "waiting", "sending", "deferred", "blocked", "skipped", "failed"]),
         ("license.state.", ["unknown", "trial", "active", "grace", "restricted"]),
         ("ext.source.", ["bitrix24", "override", "none"]),
+        ("warn.", ["users_unavailable"]),
     ],
 )
 def test_keys_the_script_builds_exist(prefix: str, values: list[str]) -> None:
