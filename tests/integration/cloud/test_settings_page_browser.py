@@ -29,6 +29,7 @@ from cloud.crm.settings import load_settings
 from cloud.runtime import Runtime
 from cloud.settings import Settings
 from cloud.tenants import store
+from cloud.webapp.i18n import text
 from edge_agent.trace import read_trace
 from sandbox.ami_server.server import FakeAmiServer, UserSpec
 from sandbox.bitrix24 import App, Emulator, EmulatorServer, User
@@ -69,8 +70,9 @@ class Stack:
     browser: Browser
     script_errors: list[str] = field(default_factory=list)
 
-    async def open_app(self, user_id: int, lang: str = "en") -> tuple[Page, FrameLocator]:
-        """What Bitrix24 does when a user opens the app: POST AUTH_ID & co. into the app's iframe."""
+    async def open_app(self, user_id: int, lang: str = "en", *, bx24: bool = False) -> tuple[Page, FrameLocator]:
+        """What Bitrix24 does when a user opens the app: POST AUTH_ID & co. into the app's iframe. ``bx24``: the
+        frame has a BX24 stand-in whose ``refreshAuth`` gets a fresh token from the emulator."""
         tokens = self.emulator.issue(DOMAIN, CLIENT_ID, user_id)
         query = urlencode({"DOMAIN": DOMAIN, "PROTOCOL": "1", "LANG": lang, "APP_SID": "a1b2c3"})
         form = {
@@ -94,6 +96,10 @@ class Stack:
         )
         page = await self.browser.new_page()
         page.on("pageerror", lambda error: self.script_errors.append(str(error)))
+        if bx24:
+            fresh = lambda: str(self.emulator.issue(DOMAIN, CLIENT_ID, user_id)["access_token"])  # noqa: E731
+            await page.expose_function("pbxlinkFreshToken", fresh)
+            await page.add_init_script(BX24_STAND_IN)
         await page.route("**/api.bitrix24.com/**", lambda route: route.abort())
         await page.set_content(portal)
         frame = page.frame_locator("#app")
@@ -106,6 +112,28 @@ class Stack:
             return False
         statuses = [crm_status(self.rt, self.tenant, calls[c].agent_id, c) or {} for c in call_ids]
         return all(s.get("crm_status") in ("done", "skipped") for s in statuses)
+
+
+#: What the page uses of Bitrix24's BX24 library (DOC sdk/bx24-js-sdk: init, fitWindow, refreshAuth), counting calls.
+BX24_STAND_IN = """
+window.BX24 = {
+  fits: 0, refreshes: 0,
+  init: function (callback) { callback(); },
+  fitWindow: function () { window.BX24.fits += 1; },
+  refreshAuth: function (callback) {
+    window.BX24.refreshes += 1;
+    window.pbxlinkFreshToken().then(function (token) { callback({ access_token: token }); });
+  }
+};
+"""
+
+
+def expire_sessions(stack: Stack) -> None:
+    """Every Bitrix24 token issued so far expires, and the cloud forgets what it verified."""
+    stack.emulator.expire_all_tokens()
+    table = stack.rt.tables.web_sessions
+    for item in stack.rt.dynamodb.scan(TableName=table)["Items"]:
+        stack.rt.dynamodb.delete_item(TableName=table, Key={"pk": item["pk"]})
 
 
 @asynccontextmanager
@@ -248,10 +276,32 @@ async def test_a_user_who_is_not_an_admin_sees_the_status_only_in_russian() -> N
         page, frame = await stack.open_app(ANNA, lang="ru")
         await expect(frame.locator("#readonly")).to_be_visible()
         await expect(frame.locator("nav [data-tab]")).to_have_count(1)
-        await expect(frame.locator('[data-tab="status"]')).to_have_text("Состояние")
+        await expect(frame.locator('[data-tab="status"]')).to_have_text(text("ru", "tab.status"))
         assert await frame.locator("[data-tab=settings]").count() == 0
         config = json.loads(await frame.locator("#pbxlink-config").text_content() or "{}")
         assert config["viewer"]["admin"] is False
+
+        # outside Bitrix24's frame script (no BX24), an expired session asks the user to reload
+        await asyncio.to_thread(expire_sessions, stack)
+        await frame.locator('[data-tab="status"]').click()
+        expired = frame.locator("#panel-status .message.error")
+        await expect(expired).to_have_text(text("ru", "error.session"), timeout=WAIT_MS)
+        await page.close()
+        assert stack.script_errors == []
+
+
+async def test_inside_bitrix24_an_expired_session_is_renewed_through_bx24() -> None:
+    async with whole_stack() as stack:
+        page, frame = await stack.open_app(OLGA, bx24=True)
+        app = page.frame(name="app")
+        assert app is not None
+        await expect(frame.locator("#license")).to_be_visible(timeout=WAIT_MS)
+        assert await app.evaluate("window.BX24.fits") > 0  # the frame is fitted to the page
+        await asyncio.to_thread(expire_sessions, stack)
+        await frame.locator('[data-tab="settings"]').click()
+        await expect(frame.locator("#settings-form")).to_be_visible(timeout=WAIT_MS)
+        assert await app.evaluate("window.BX24.refreshes") == 1  # 401 token_expired → refreshAuth → retried
+        assert await frame.locator("#panel-settings .message.error").count() == 0
         await page.close()
         assert stack.script_errors == []
 
