@@ -213,7 +213,7 @@ def extensions_view(rt: Runtime, viewer: Viewer, request: ApiRequest, services: 
     unmapped = [
         {"extension": extension, "last_seen": seen.isoformat(timespec="seconds")}
         for extension, seen in sorted(directory.unmapped.items(), key=lambda kv: kv[1], reverse=True)
-        if directory.user_of(extension, settings) is None
+        if directory.user_of(extension, settings) is None and extension not in overrides  # "nobody" is a choice
     ]
     return {
         "users": _users(directory),

@@ -221,6 +221,12 @@ def test_extensions_come_from_bitrix24_with_overrides_and_the_unmapped_ones(
     }
     assert [u["extension"] for u in data["unmapped"]] == ["105"]  # 104 has a user now
     assert load_settings(webrt, tenant).extension_overrides == {"102": None, "103": OLGA, "104": BORIS}
+    overrides["105"] = None  # deliberately nobody: listed with the others, no longer "seen with no user"
+    assert send(web, b24, "PATCH", "/b24/api/settings", {"extension_overrides": overrides}).status_code == 200
+    data = get(web, b24, "/b24/api/extensions")
+    assert data["unmapped"] == [] and ("105", None, "override") in {
+        (e["extension"], e["user_id"], e["source"]) for e in data["extensions"]
+    }
 
 
 def test_extensions_still_show_when_bitrix24_cannot_be_read(webrt: Runtime, b24: Portals, web: Client) -> None:
