@@ -25,7 +25,7 @@ from playwright.async_api import Browser, FrameLocator, Page, async_playwright, 
 
 from cloud.calls.store import list_calls
 from cloud.crm.pipeline import crm_status
-from cloud.crm.settings import load_settings
+from cloud.crm.settings import CrmSettings, LineSettings, load_settings
 from cloud.runtime import Runtime
 from cloud.settings import Settings
 from cloud.tenants import store
@@ -244,11 +244,20 @@ async def test_an_admin_connects_a_pbx_maps_extensions_and_changes_settings(tmp_
                 prefix = frame.locator('[data-path="click_to_call.originate.prefix"] input')
                 await prefix.fill("9")
                 await frame.locator('[data-path="card_mode"] select').select_option("answer")
+                lines = frame.locator('fieldset[data-path="lines"]')
+                await lines.locator("button.add").click()
+                line = lines.locator("tbody tr").last
+                await line.locator("td:nth-child(1) input").fill("+74951234567")
+                await line.locator("td:nth-child(2) input").fill("Sales")
+                await line.locator("td:nth-child(3) select").select_option(str(ANNA))
                 await frame.locator("#settings-save").click()
                 await expect(frame.locator("#settings-message")).to_have_text("Saved.", timeout=WAIT_MS)
-                saved = load_settings(stack.rt, stack.tenant)
-                assert saved.register_internal and saved.click_to_call.originate.prefix == "9"
-                assert saved.card_mode == "answer" and saved.extension_overrides == {"102": OLGA}
+                # every other field went through the form and came back as it was
+                expected = CrmSettings().model_dump()
+                expected |= {"register_internal": True, "card_mode": "answer", "extension_overrides": {"102": OLGA}}
+                expected["click_to_call"]["originate"]["prefix"] = "9"
+                expected["lines"] = {"+74951234567": LineSettings(name="Sales", default_owner=ANNA).model_dump()}
+                assert load_settings(stack.rt, stack.tenant).model_dump() == expected
 
                 await prefix.fill("nine")
                 await frame.locator("#settings-save").click()
