@@ -30,28 +30,17 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cloud.calls.store import list_calls
-from cloud.crm.pipeline import crm_status
-from cloud.runtime import Runtime
-from cloud.settings import Settings
-from cloud.tenants import store
 from edge_agent.ami.framing import AmiMessage
 from edge_agent.trace import read_trace
 from sandbox.ami_server import FakeAmiServer, UserSpec
-from sandbox.bitrix24 import App, Emulator, EmulatorServer, User
-from sandbox.bitrix24.portal import Portal
-from sandbox.cloud_local import CloudLocal, CloudLocalConfig, CrmSweeper
-from sandbox.cloud_local.agents import AmiLogin, issue_token, running_agent
-from sandbox.cloud_local.license import LicenseService
+from sandbox.cloud_local.agents import AmiLogin, running_agent
+from sandbox.portal_stack import PortalStack, portal_stack, until
 
 TRACES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "traces"
-DOMAIN = "bench.bitrix24.com"
-CLIENT_ID, SECRET = "local.pbxlink.bench", "bench-secret"
 _CHANNEL_SUFFIX = re.compile(r"-([0-9a-f]{8})(?=[;,]|$)")
 
 
@@ -69,60 +58,20 @@ def linkedid(call: list[AmiMessage]) -> str:
     return next(m["Linkedid"] for m in call if m.get("Event") == "Newchannel")
 
 
-def _pbx_call(external_call_id: str | None) -> str | None:
-    """``<agent>:<linkedid>[:<leg>]`` → the Linkedid."""
-    parts = (external_call_id or "").split(":")
-    return parts[1] if len(parts) > 1 else None
-
-
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
-async def until(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await asyncio.to_thread(predicate):
-            return True
-        await asyncio.sleep(0.2)
-    return False
-
-
 @dataclass
 class Bench:
-    emulator: Emulator
-    portal: Portal
+    stack: PortalStack
     ami: FakeAmiServer
-    rt: Runtime
-    tenant: str
-
-    def crm_done(self, call_ids: set[str]) -> bool:
-        calls = {c.call_id: c for c in list_calls(self.rt, self.tenant)}
-        if not call_ids <= set(calls):
-            return False
-        for call_id in call_ids:
-            item = crm_status(self.rt, self.tenant, calls[call_id].agent_id, call_id)
-            if item is None or item.get("crm_status") not in ("done", "skipped"):
-                return False
-        return True
 
     def requests_of(self, call_id: str) -> int:
-        calls = {c.call_id: c for c in list_calls(self.rt, self.tenant)}
-        item = crm_status(self.rt, self.tenant, calls[call_id].agent_id, call_id) or {}
+        item = self.stack.crm_item(call_id) or {}
         progress = item.get("progress")
         return int(progress.requests) if progress is not None else 0
-
-    def first_show(self) -> dict[str, float]:
-        """Linkedid → when its first card opened (the emulator's clock is the wall clock)."""
-        shown: dict[str, float] = {}
-        with self.portal.lock:
-            for call in self.portal.calls.values():
-                pbx_call = _pbx_call(call.external_call_id)
-                times = [at for at, what, _ in call.card_log if what == "show"]
-                if pbx_call is not None and times:
-                    shown[pbx_call] = min([*times, shown.get(pbx_call, times[0])])
-        return shown
 
 
 async def play_schedule(ami: FakeAmiServer, calls: list[tuple[float, list[AmiMessage]]]) -> dict[str, float]:
@@ -148,13 +97,13 @@ async def play_schedule(ami: FakeAmiServer, calls: list[tuple[float, list[AmiMes
 
 
 async def latency(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
-    bench.emulator.faults.rate_limit = False
+    bench.stack.emulator.faults.rate_limit = False
     count = int(rate * seconds)
     calls = [(i / rate, fresh_call("inbound_queue_answered", 1000 + i)) for i in range(count)]
     ids = {linkedid(c) for _, c in calls}
     rang = await play_schedule(bench.ami, calls)
-    finished = await until(lambda: bench.crm_done(ids), 300)
-    shown = bench.first_show()
+    finished = await until(lambda: bench.stack.crm_done(ids), 300)
+    shown = bench.stack.first_card_at()
     ms = [(shown[c] - rang[c]) * 1000 for c in ids if c in shown and c in rang]
     return {
         "calls": count,
@@ -174,25 +123,24 @@ async def requests_per_call(bench: Bench) -> dict[str, int]:
         call = fresh_call(name, 5000 + number)
         await bench.ami.play(call, speed=2.0)
         call_id = linkedid(call)
-        await until(lambda call_id=call_id: bench.crm_done({call_id}), 60)  # type: ignore[misc]
+        await until(lambda call_id=call_id: bench.stack.crm_done({call_id}), 60)  # type: ignore[misc]
         figures[name] = bench.requests_of(call_id)
     return figures
 
 
 async def sustained(bench: Bench, per_min: float, seconds: float) -> dict[str, Any]:
-    bench.emulator.faults.rate_limit = True
+    bench.stack.emulator.faults.rate_limit = True
     count = int(per_min * seconds / 60)
     calls = [(i * 60 / per_min, fresh_call("inbound_queue_answered", 9000 + i)) for i in range(count)]
     ids = {linkedid(c) for _, c in calls}
-    before = len(bench.portal.calls)
+    before = len(bench.stack.portal.calls)
     started = time.monotonic()
     await play_schedule(bench.ami, calls)
     offered_for = time.monotonic() - started
-    finished = await until(lambda: bench.crm_done(ids), 600)
+    finished = await until(lambda: bench.stack.crm_done(ids), 600)
     took = time.monotonic() - started
-    audit = bench.portal.audit()
-    with bench.portal.lock:
-        mine = [c for c in bench.portal.calls.values() if _pbx_call(c.external_call_id) in ids]
+    audit = bench.stack.portal.audit()
+    mine = [leg for call_id in ids for leg in bench.stack.registrations(call_id)]
     return {
         "offered_calls": count,
         "offered_per_min": per_min,
@@ -210,52 +158,21 @@ async def sustained(bench: Bench, per_min: float, seconds: float) -> dict[str, A
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    emulator = Emulator(seed=5)
-    with EmulatorServer(emulator) as b24, tempfile.TemporaryDirectory() as data_dir:
-        portal = emulator.add_portal(DOMAIN, burst=50, rate=2)
-        portal.add_user(User(1, "Olga", "Owner", admin=True))
-        portal.add_user(User(11, "Anna", phone_inner="101"))
-        portal.add_user(User(12, "Boris", phone_inner="102"))
-        config = CloudLocalConfig(
-            table_prefix="bench-crm-",
-            concurrent_messages=not args.sequential,
-            extra_env={
-                "B24_CLIENT_ID": CLIENT_ID,
-                "B24_CLIENT_SECRET": SECRET,
-                "B24_OAUTH_URL": f"{b24.url}/oauth/token/",
-            },
-        )
-        async with CloudLocal(config, services=[LicenseService(), CrmSweeper(interval=0.3)]) as cloud:
-            emulator.add_app(App(CLIENT_ID, SECRET, handler_url=f"{cloud.rest_url}/b24/install"))
-            _, tokens = await asyncio.to_thread(emulator.install, DOMAIN, CLIENT_ID)
-            tenant = str(tokens["member_id"])
-            rt = Runtime(Settings.from_env())
-            try:
-
-                def installed() -> bool:
-                    try:
-                        return store.get_tenant(rt, tenant).active
-                    except Exception:
-                        return False  # the install handler has not run yet
-
-                if not await until(installed, 30):
-                    raise SystemExit("the app did not install")
-                user = UserSpec("edge-secret", read="system,call,agent,dialplan", write="system,originate")
-                async with FakeAmiServer({"edge": user}) as ami:
-                    _, token = await issue_token(tenant, "bench")
-                    login = AmiLogin("127.0.0.1", ami.port, "edge", "edge-secret")
-                    async with running_agent(login, cloud.ws_url, token, data_dir):
-                        bench = Bench(emulator, portal, ami, rt, tenant)
-                        warm_up = fresh_call("inbound_direct_answered", 1)  # first user map, warm imports
-                        await ami.play(warm_up)
-                        await until(lambda: bench.crm_done({linkedid(warm_up)}), 60)
-                        result: dict[str, Any] = {}
-                        result["latency"] = await latency(bench, args.rate, args.seconds)
-                        result["requests_per_call"] = await requests_per_call(bench)
-                        result["sustained_2rps"] = await sustained(bench, args.offer_per_min, args.offer_seconds)
-                        return result
-            finally:
-                rt.close()
+    async with portal_stack(table_prefix="bench-crm-", concurrent_messages=not args.sequential) as stack:
+        user = UserSpec("edge-secret", read="system,call,agent,dialplan", write="system,originate")
+        with tempfile.TemporaryDirectory() as data_dir:
+            async with FakeAmiServer({"edge": user}) as ami:
+                login = AmiLogin("127.0.0.1", ami.port, "edge", "edge-secret")
+                async with running_agent(login, stack.cloud.ws_url, await stack.agent_token("bench"), data_dir):
+                    bench = Bench(stack, ami)
+                    warm_up = fresh_call("inbound_direct_answered", 1)  # the first user map, warm imports
+                    await ami.play(warm_up)
+                    await until(lambda: stack.crm_done({linkedid(warm_up)}), 60)
+                    result: dict[str, Any] = {}
+                    result["latency"] = await latency(bench, args.rate, args.seconds)
+                    result["requests_per_call"] = await requests_per_call(bench)
+                    result["sustained_2rps"] = await sustained(bench, args.offer_per_min, args.offer_seconds)
+                    return result
 
 
 def main(argv: list[str] | None = None) -> int:
