@@ -198,6 +198,7 @@ CATALOG: Final[dict[str, tuple[str, str]]] = {
     "crm.blocked": ("blocked", "заблокирован"),
     "crm.skipped": ("not sent (by settings)", "не отправлен (по настройкам)"),
     "crm.failed": ("refused by Bitrix24", "отклонён Битрикс24"),
+    "crm.missing": ("call not found", "звонок не найден"),
     "crm.none": ("not handed to the CRM yet", "ещё не передан в CRM"),
     # -- settings fields (paths from cloud.webapp.form) ---------------------------------------------------------
     "f.default_country": ("Country of national numbers", "Страна для местных номеров"),

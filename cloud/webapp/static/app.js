@@ -20,6 +20,11 @@
     return Object.prototype.hasOwnProperty.call(words, key) ? words[key] : key;
   }
 
+  // A value the server names (a status, a result): its word, or the value itself if the page has none.
+  function word(prefix, value) {
+    return Object.prototype.hasOwnProperty.call(words, prefix + value) ? words[prefix + value] : String(value);
+  }
+
   function h(tag, attrs) {
     var el = document.createElement(tag);
     Object.keys(attrs || {}).forEach(function (name) {
@@ -190,7 +195,7 @@
       var ami = agent.ami_connected === true ? t("yes") : agent.ami_connected === false ? t("no") : t("none");
       var cells = [
         h("td", {}, h("strong", { text: agent.name }), h("div", { "class": "muted small", text: agent.agent_id })),
-        h("td", { "class": "state state-" + agent.state, text: t("state." + agent.state) }),
+        h("td", { "class": "state state-" + agent.state, text: word("state.", agent.state) }),
         h("td", { text: agent.connected_since ? when(agent.connected_since) : t("none") }),
         h("td", { text: orNone(agent.agent_version) }),
         h("td", { text: pbx }),
@@ -213,7 +218,7 @@
   }
 
   function licenseBlock(license) {
-    var rows = [[t("license.state"), t("license.state." + (license.state || "unknown"))]];
+    var rows = [[t("license.state"), word("license.state.", (license.state || "unknown"))]];
     if (license.plan) rows.push([t("license.plan"), license.plan]);
     if (license.ends_at) rows.push([t("license.ends"), when(license.ends_at)]);
     if (license.grace_ends_at) rows.push([t("license.grace"), when(license.grace_ends_at)]);
@@ -331,7 +336,7 @@
         choices.push([extension, select]);
         return h("tr", { "data-extension": extension },
           h("td", { text: extension }), h("td", {}, select),
-          h("td", { "class": "muted", text: t("ext.source." + source) }));
+          h("td", { "class": "muted", text: word("ext.source.", source) }));
       }
 
       var rows = data.extensions.map(function (item) {
@@ -608,7 +613,7 @@
       parts.push(h("p", { "class": "muted", text: t("crm.none") }));
       return parts;
     }
-    var crmFacts = [[t("calls.crm"), t("crm." + crm.status)], [t("calls.requests"), String(crm.requests)]];
+    var crmFacts = [[t("calls.crm"), word("crm.", crm.status)], [t("calls.requests"), String(crm.requests)]];
     if (crm.detail) crmFacts.push([t("calls.detail"), crm.detail]);
     if (crm.last_refusal) crmFacts.push([t("calls.detail"), crm.last_refusal]);
     if (crm.client) crmFacts.push([t("calls.client"), crm.client.entity + " · " + person(crm.client.responsible)]);
@@ -639,11 +644,11 @@
       }
       var list = h("div", { id: "calls-list" });
       data.calls.forEach(function (call) {
-        var result = call.result ? t("result." + call.result) : t("result.ongoing");
-        var crm = call.crm ? t("crm." + call.crm.status) : t("crm.none");
+        var result = call.result ? word("result.", call.result) : t("result.ongoing");
+        var crm = call.crm ? word("crm.", call.crm.status) : t("crm.none");
         var summary = h("summary", {},
           h("span", { "class": "when", text: when(call.started_at) }),
-          h("span", { text: call.direction ? t("dir." + call.direction) : t("none") }),
+          h("span", { text: call.direction ? word("dir.", call.direction) : t("none") }),
           h("span", { "class": "number", text: orNone(call.external_number || call.caller_extension) }),
           h("span", { text: orNone(call.line) }),
           h("span", { text: result }),

@@ -72,7 +72,7 @@ def test_every_key_the_script_asks_for_exists() -> None:
         ("state.", ["online", "offline", "revoked"]),
         ("dir.", list(get_args(Direction))),
         ("result.", list(get_args(CallResult))),
-        ("crm.", ["done", "waiting", "sending", "deferred", "blocked", "skipped", "failed"]),
+        ("crm.", ["done", "waiting", "sending", "deferred", "blocked", "skipped", "failed", "missing"]),
         ("license.state.", ["unknown", "trial", "active", "grace", "restricted"]),
         ("ext.source.", ["bitrix24", "override", "none"]),
         ("warn.", ["users_unavailable"]),
