@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from playwright.async_api import Browser, FrameLocator, Page, async_playwright, expect
+from playwright.async_api import Browser, Dialog, FrameLocator, Page, async_playwright, expect
 
 from cloud.calls.store import list_calls
 from cloud.crm.pipeline import crm_status
@@ -216,7 +216,7 @@ async def test_an_admin_connects_a_pbx_maps_extensions_and_changes_settings(tmp_
         # -- the agent runs with that token: the page sees it connect
         async with FakeAmiServer({"edge": UserSpec("edge-secret")}) as ami:
             login = AmiLogin("127.0.0.1", ami.port, "edge", "edge-secret")
-            async with running_agent(login, stack.cloud.ws_url, token, tmp_path):
+            async with running_agent(login, stack.cloud.ws_url, token, tmp_path) as agent:
                 for _ in range(20):
                     if await agent_state(frame, "Head office") == "online":
                         break
@@ -276,6 +276,20 @@ async def test_an_admin_connects_a_pbx_maps_extensions_and_changes_settings(tmp_
                 await expect(call).to_contain_text("done", timeout=WAIT_MS)
                 await call.locator("summary").click()
                 await expect(call.locator("table.legs code").first).to_contain_text("externalCall.")
+
+                # -- the token is revoked: the agent is cut off at once and refused when it comes back
+                async def confirm(dialog: Dialog) -> None:
+                    await dialog.accept()
+
+                page.on("dialog", confirm)
+                await frame.locator('[data-tab="agents"]').click()
+                await frame.locator("#agents-table tr", has_text="Head office").locator("button.danger").click()
+                await expect(frame.locator("#tokens-message")).to_have_text("Token revoked.", timeout=WAIT_MS)
+                revoked = frame.locator("#agents-table tr", has_text="Head office")
+                await expect(revoked).to_have_attribute("data-state", "revoked")
+                link = agent.link
+                assert link is not None
+                await until(lambda: link.token_refusals >= 1, timeout=30)
         await page.close()
         assert stack.script_errors == []
 
