@@ -1,18 +1,16 @@
 """What runs after an admin saved the settings on the page: :func:`on_settings_saved` hooks.
 
-One is built in, :func:`push_to_agents`: when ``cloud.clicktocall`` is installed (branch ``clicktocall``), its
-``push_settings(rt, tenant)`` sends every connected agent its new ``settings`` message at once; without that
-module it does nothing (agents get their settings at their next ``hello``). Other parts register their own
-with ``on_settings_saved(hook)``. A hook that raises is logged and reported; the settings stay saved.
+One is built in, :func:`push_to_agents`: ``cloud.clicktocall.push_settings(rt, tenant)`` sends every connected
+agent its new ``settings`` message at once (an agent not connected gets them at its next ``hello``). Other parts
+register their own with ``on_settings_saved(hook)``. A hook that raises is logged and reported; the settings stay saved.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
-from typing import Any
 
+from cloud.clicktocall import push_settings
 from cloud.runtime import Runtime
 
 __all__ = ["SettingsHook", "on_settings_saved", "push_to_agents", "remove_settings_hook", "settings_saved"]
@@ -23,17 +21,9 @@ SettingsHook = Callable[[Runtime, str], None]
 
 
 def push_to_agents(rt: Runtime, tenant: str) -> None:
-    """``cloud.clicktocall.push_settings(rt, tenant)`` when that module exists."""
-    try:
-        clicktocall: Any = importlib.import_module("cloud.clicktocall")
-    except ModuleNotFoundError as exc:
-        if exc.name == "cloud.clicktocall":
-            return
-        raise
-    push = getattr(clicktocall, "push_settings", None)
-    if push is not None:
-        pushed = push(rt, tenant)
-        log.info("tenant %s: new settings pushed to %s", tenant, pushed)
+    """Send the connected agents their new settings (originate rules, channel rules)."""
+    pushed = push_settings(rt, tenant)
+    log.info("tenant %s: new settings pushed to %s", tenant, pushed)
 
 
 _HOOKS: list[SettingsHook] = [push_to_agents]

@@ -11,11 +11,11 @@ the page says "unknown" (:func:`license_status`).
 
 from __future__ import annotations
 
-import importlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from cloud import licensing
 from cloud.agents import connections
 from cloud.runtime import Runtime
 from cloud.storage.dynamo import from_item, to_item
@@ -87,40 +87,28 @@ def _when(value: Any) -> str | None:
 
 
 def license_status(rt: Runtime, tenant: str, now: datetime) -> dict[str, Any]:
-    """The license as the page shows it; ``state: unknown`` when ``cloud.licensing`` is absent or fails."""
-    try:
-        licensing: Any = importlib.import_module("cloud.licensing")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("cloud.licensing", "cloud"):
-            log.exception("cloud.licensing cannot be imported")
-        return {"state": "unknown", "available": False}
+    """The license as the page shows it (the cached lease, no call to the license server); ``state: unknown``
+    when it cannot be read."""
     try:
         ent = licensing.entitlements(rt, tenant, now)
-        view: dict[str, Any] = {
-            "state": str(ent.state),
-            "available": True,
-            "plan": str(ent.plan),
-            "ends_at": _when(ent.ends_at),
-            "grace_ends_at": _when(ent.grace_ends_at) if ent.state == "grace" else None,
-            "reason": str(ent.reason),
-            "features": sorted(str(f) for f in ent.features),
-        }
-        limit = getattr(ent.limits, "users_with_cards", None)
-        cards = licensing.card_users(rt, tenant) if hasattr(licensing, "card_users") else None
-        if cards is not None:
-            view["users_with_cards"] = {"used": len(cards), "limit": limit}
-            #: who keeps call cards when the plan's limit is exceeded: the first ``limit`` in this order
-            view["card_order"] = [str(user) for user in cards]
-        return view
+        cards = licensing.card_users(rt, tenant)
     except Exception:
         log.exception("tenant %s: license state unavailable", tenant)
         return {"state": "unknown", "available": False}
+    return {
+        "state": str(ent.state),
+        "available": True,
+        "plan": str(ent.plan),
+        "ends_at": _when(ent.ends_at),
+        "grace_ends_at": _when(ent.grace_ends_at) if ent.state == "grace" else None,
+        "reason": str(ent.reason),
+        "features": sorted(str(f) for f in ent.features),
+        "users_with_cards": {"used": len(cards), "limit": ent.limits.users_with_cards},
+        #: who keeps call cards when the plan's limit is exceeded: the first ``limit`` in this order
+        "card_order": [str(user) for user in cards],
+    }
 
 
-def forget_card_user(rt: Runtime, tenant: str, user_id: str) -> list[str] | None:
-    """Free a user's place in the call-card order (``cloud.licensing``); ``None`` without that module."""
-    try:
-        licensing: Any = importlib.import_module("cloud.licensing")
-    except ModuleNotFoundError:
-        return None
+def forget_card_user(rt: Runtime, tenant: str, user_id: str) -> list[str]:
+    """Free a user's place in the call-card order."""
     return [str(user) for user in licensing.forget_card_user(rt, tenant, user_id)]
