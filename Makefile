@@ -4,15 +4,26 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit integration live demo lab lab-down bench cloud-local clean
+.PHONY: install browser test lint typecheck unit integration live demo lab lab-down bench cloud-local clean
 
-install: $(STAMP)
+install: $(STAMP) browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+## Debian's Chromium for the browser tests (tests/integration/cloud/test_settings_page_browser.py). Installed when
+## missing and we are root (CI is); otherwise a note, and those tests fail saying what to run.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }) \
+	      && echo "installed chromium for the browser tests"; \
+	  else \
+	    echo "note: chromium is missing and this is not root: run 'sudo apt-get install -y chromium' (browser tests need it)"; \
+	  fi; }
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,6 +1,7 @@
-"""The cloud's Chalice app: websocket routes for edge agents, REST routes for Bitrix24 (install, events).
-Handlers are one line each; the logic is in :mod:`cloud.link` (``$connect``/``$disconnect`` in
-:mod:`cloud.link.session`, ``$default`` in :mod:`cloud.link.dispatch`; ``/b24/*`` in :mod:`cloud.bitrix24.routes`).
+"""The cloud's Chalice app: websocket routes for edge agents, REST routes for Bitrix24 (install, events) and the
+settings pages. Handlers are one line each; the logic is in :mod:`cloud.link` (``$connect``/``$disconnect`` in
+:mod:`cloud.link.session`, ``$default`` in :mod:`cloud.link.dispatch`), ``/b24/install`` and ``/b24/events`` in
+:mod:`cloud.bitrix24.routes`, ``/b24/app`` and ``/b24/api/*`` in :mod:`cloud.webapp.routes`.
 
 Chalice names the Python functions ``connect``/``message``/``disconnect`` in ``app.handler_map`` (what
 ``chalice.test.Client.lambda_.invoke`` takes); the deployed Lambdas are ``websocket_connect`` etc.
@@ -22,6 +23,7 @@ from cloud.link import dispatch, session
 from cloud.runtime import Runtime
 from cloud.settings import Settings
 from cloud.tenants.store import Tenant
+from cloud.webapp import routes as web
 
 app = Chalice(app_name="pbxlink-cloud")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
@@ -98,6 +100,26 @@ def b24_install() -> Response:
 @app.route("/b24/events", methods=["POST"], content_types=b24.CONTENT_TYPES)
 def b24_events() -> Response:
     return b24.events_route(runtime(), app.current_request)
+
+
+@app.route("/b24/app", methods=["GET", "POST"], content_types=web.PAGE_CONTENT_TYPES)
+def b24_app() -> Response:
+    return web.page_route(runtime(), app.current_request)
+
+
+@app.route("/b24/static/{name}", methods=["GET"])
+def b24_static(name: str) -> Response:
+    return web.static_route(name)
+
+
+@app.route("/b24/api/{section}", methods=["GET", "POST", "PATCH"], content_types=web.API_CONTENT_TYPES)
+def b24_api(section: str) -> Response:
+    return web.api_route(runtime(), app.current_request, section)
+
+
+@app.route("/b24/api/{section}/{item}", methods=["DELETE"], content_types=web.API_CONTENT_TYPES)
+def b24_api_item(section: str, item: str) -> Response:
+    return web.api_route(runtime(), app.current_request, section, item)
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES), name="crm_sweep")

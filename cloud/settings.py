@@ -40,6 +40,9 @@ class Settings:
     b24_oauth_url: str = DEFAULT_B24_OAUTH_URL
     #: Our REST API's base URL (``PUBLIC_BASE_URL``), where Bitrix24 posts events: ``<base>/b24/events``.
     public_base_url: str = ""
+    #: The websocket URL agents connect to (``AGENT_WS_URL``, the agents' ``EDGE_CLOUD_URL``), shown with a new
+    #: agent token on the settings page; unset: built from ``WS_API_ID``, region and stage.
+    agent_ws_url: str = ""
     #: Licensing (see ``docs/licensing.md``): the license server, this deployment's backend API key, and the
     #: public keys leases are verified with (``kid1:base64,kid2:base64``).
     license_server_url: str | None = None
@@ -64,7 +67,16 @@ class Settings:
             b24_client_secret=env.get("B24_CLIENT_SECRET", ""),
             b24_oauth_url=env.get("B24_OAUTH_URL") or DEFAULT_B24_OAUTH_URL,
             public_base_url=(env.get("PUBLIC_BASE_URL") or "").rstrip("/"),
+            agent_ws_url=env.get("AGENT_WS_URL") or "",
             license_server_url=env.get("LICENSE_SERVER_URL") or None,
             license_api_key=env.get("LICENSE_API_KEY") or None,
             license_public_keys=env.get("LICENSE_PUBLIC_KEYS", ""),
         )
+
+    def agent_cloud_url(self) -> str:
+        """What an agent puts in ``EDGE_CLOUD_URL``; empty when neither ``AGENT_WS_URL`` nor ``WS_API_ID`` is set."""
+        if self.agent_ws_url:
+            return self.agent_ws_url
+        if self.ws_api_id:
+            return f"wss://{self.ws_api_id}.execute-api.{self.region}.amazonaws.com/{self.ws_stage}"
+        return ""

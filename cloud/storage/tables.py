@@ -132,12 +132,20 @@ TABLES: Final[dict[str, dict[str, Any]]] = {
         "AttributeDefinitions": _s("tenant", "item"),
         "BillingMode": "PAY_PER_REQUEST",
     },
+    # The settings page's verified Bitrix24 users (``cloud.webapp.auth``): pk = "<tenant>#<sha256 of the user's
+    # access token>" (never the token itself), user id and admin flag; TTL ``expires_at`` (a couple of minutes).
+    "web_sessions": {
+        "KeySchema": _key("pk"),
+        "AttributeDefinitions": _s("pk"),
+        "BillingMode": "PAY_PER_REQUEST",
+    },
 }
 
 #: The TTL attribute of the tables that have one (enabled after creation: it is not a CreateTable argument).
 TTL_ATTRIBUTES: Final[dict[str, str]] = {
     "connections": "expires_at",
     "commands": "expires_at",
+    "web_sessions": "expires_at",
     "click_to_call": "expires_at",
     "rate_limits": "expires_at",
 }
@@ -196,6 +204,10 @@ class TableNames:
     @property
     def licensing(self) -> str:
         return self.prefix + "licensing"
+
+    @property
+    def web_sessions(self) -> str:
+        return self.prefix + "web_sessions"
 
 
 def create_tables(client: Any, prefix: str) -> list[str]:

@@ -227,6 +227,8 @@ class CloudLocal:
             self._gateway = LocalApiGateway(self._app, settings)
             await self._gateway.start()
             self._set_env({"WS_MGMT_ENDPOINT": self._gateway.mgmt_url})
+            if "AGENT_WS_URL" not in config.extra_env:
+                self._set_env({"AGENT_WS_URL": self._gateway.ws_url})  # shown with agent tokens on the settings page
             creator = config.create_tables
             if isinstance(creator, str):
                 creator = load_table_creator(creator)
