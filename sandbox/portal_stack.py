@@ -27,7 +27,7 @@ from sandbox.cloud_local import CloudLocal, CloudLocalConfig, CrmSweeper, LocalS
 from sandbox.cloud_local.agents import issue_token
 from sandbox.cloud_local.license import LicenseService
 
-__all__ = ["ANNA", "BORIS", "OWNER", "PortalStack", "card_users", "portal_stack", "until"]
+__all__ = ["ANNA", "BORIS", "OWNER", "PortalStack", "card_users", "install_finished", "portal_stack", "until"]
 
 DOMAIN = "acme.bitrix24.com"
 CLIENT_ID, SECRET = "local.pbxlink.app", "local-app-secret"
@@ -43,6 +43,16 @@ async def until(predicate: Callable[[], bool], timeout: float = 60.0, interval: 
             return True
         await asyncio.sleep(interval)
     return False
+
+
+def install_finished(rt: Runtime, tenant: str) -> bool:
+    """Has our install handler finished with this portal: the tenant stored, and its first license check (the
+    handler's last step) given the portal its trial? Until then a click would be refused as unlicensed."""
+    try:
+        active = store.get_tenant(rt, tenant).active
+    except Exception:
+        return False  # the install handler has not run yet
+    return active and licensing.entitlements(rt, tenant, clock.now()).state == "trial"
 
 
 def card_users(call: Call, action: str) -> set[int]:
@@ -127,17 +137,8 @@ async def portal_stack(
             tenant = str(tokens["member_id"])
             rt = Runtime(Settings.from_env())
 
-            def installed() -> bool:
-                """The install handler has finished: the tenant is stored and its first license check (the
-                last thing the handler does) gave the portal its trial."""
-                try:
-                    active = store.get_tenant(rt, tenant).active
-                except Exception:
-                    return False  # the install handler has not run yet
-                return active and licensing.entitlements(rt, tenant, clock.now()).state == "trial"
-
             try:
-                if not await until(installed, timeout=30):
+                if not await until(lambda: install_finished(rt, tenant), timeout=30):
                     raise RuntimeError("the app did not install into the emulator portal within 30 s")
                 yield PortalStack(emulator, portal, cloud, tenant, rt)
             finally:

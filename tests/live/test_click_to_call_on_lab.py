@@ -23,7 +23,6 @@ from cloud.crm.pipeline import crm_status
 from cloud.crm.settings import ClickToCallSettings, CrmSettings, save_settings
 from cloud.runtime import Runtime
 from cloud.settings import Settings
-from cloud.tenants import store
 from sandbox.bitrix24 import App, Emulator, EmulatorServer, User
 from sandbox.bitrix24.portal import Call, Portal
 from sandbox.bitrix24.testing import post_form
@@ -32,6 +31,7 @@ from sandbox.cloud_local.agents import AmiLogin, issue_token, running_agent
 from sandbox.cloud_local.license import LicenseService
 from sandbox.pbx_lab import scenarios
 from sandbox.pbx_lab.live import LiveLab
+from sandbox.portal_stack import install_finished
 from wire_protocol.messages import OriginateSettings
 
 pytestmark = [pytest.mark.live, pytest.mark.asyncio(loop_scope="session")]
@@ -101,7 +101,7 @@ async def portal_on_lab(pbx_lab: LiveLab, tmp_path: Path) -> AsyncIterator[Porta
 
             def installed() -> bool:
                 try:
-                    return store.get_tenant(rt, tenant).active and bool(portal.bindings)
+                    return install_finished(rt, tenant) and bool(portal.bindings)
                 except Exception:
                     return False
 

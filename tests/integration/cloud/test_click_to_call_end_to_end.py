@@ -23,7 +23,6 @@ from cloud.agents.commands import get_command
 from cloud.calls.store import list_calls
 from cloud.runtime import Runtime
 from cloud.settings import Settings
-from cloud.tenants import store
 from edge_agent.ami.framing import AmiMessage
 from edge_agent.calls.interpreter import COMMAND_ID_VARIABLE, ORIGINATE_ACTION_PREFIX
 from edge_agent.trace import read_trace
@@ -36,6 +35,7 @@ from sandbox.bitrix24.testing import post_form
 from sandbox.cloud_local import CloudLocal, CloudLocalConfig, CrmSweeper
 from sandbox.cloud_local.agents import AmiLogin, issue_token, running_agent
 from sandbox.cloud_local.license import LicenseService
+from sandbox.portal_stack import install_finished
 
 pytestmark = [pytest.mark.integration]
 
@@ -138,7 +138,7 @@ async def click_stack(tmp_path: Path) -> AsyncIterator[Stack]:
 
             def installed() -> bool:
                 try:
-                    return store.get_tenant(rt, tenant).active and bool(portal.bindings)
+                    return install_finished(rt, tenant) and bool(portal.bindings)
                 except Exception:
                     return False
 
