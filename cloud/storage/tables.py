@@ -108,6 +108,20 @@ TABLES: Final[dict[str, dict[str, Any]]] = {
         "AttributeDefinitions": _s("tenant", "item"),
         "BillingMode": "PAY_PER_REQUEST",
     },
+    # Call recordings per tenant (``cloud.recordings``), same key as ``calls``: the S3 object, its state, and
+    # while it is kept ``expiry_shard``/``expires_on``, the sparse ``by_expiry`` index the retention sweep reads.
+    "recordings": {
+        "KeySchema": _key("tenant", "call_key"),
+        "AttributeDefinitions": _s("tenant", "call_key", "expiry_shard", "expires_on"),
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": "by_expiry",
+                "KeySchema": _key("expiry_shard", "expires_on"),
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    },
 }
 
 #: The TTL attribute of the tables that have one (enabled after creation: it is not a CreateTable argument).
@@ -159,6 +173,10 @@ class TableNames:
     @property
     def licensing(self) -> str:
         return self.prefix + "licensing"
+
+    @property
+    def recordings(self) -> str:
+        return self.prefix + "recordings"
 
 
 def create_tables(client: Any, prefix: str) -> list[str]:
