@@ -62,11 +62,16 @@ class Runtime:
     @property
     def s3(self) -> Any:
         """The recordings bucket's client (``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL``: moto server in
-        cloud-local)."""
+        cloud-local). Pre-signed URLs are SigV4 (SigV2 ones are refused in newer regions), path-style against
+        a custom endpoint (an IP address has no bucket subdomains)."""
+        from botocore.config import Config  # type: ignore[import-untyped]
+
+        endpoint = self.settings.s3_endpoint
+        config = Config(signature_version="s3v4", s3={"addressing_style": "path" if endpoint else "auto"})
         with self._lock:
             if self._s3 is None:
                 self._s3 = self.client_factory(
-                    "s3", region_name=self.settings.region, endpoint_url=self.settings.s3_endpoint
+                    "s3", region_name=self.settings.region, endpoint_url=endpoint, config=config
                 )
             return self._s3
 

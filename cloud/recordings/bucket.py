@@ -25,6 +25,12 @@ LIFECYCLE: dict[str, Any] = {
 
 def create_bucket(s3: Any, name: str, region: str) -> bool:
     """Create the private bucket with its lifecycle and public access blocked; ``False`` if it existed."""
+    try:
+        s3.head_bucket(Bucket=name)
+        return False  # (us-east-1 answers CreateBucket on an existing own bucket with 200, so ask first)
+    except Exception as exc:
+        if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+            raise
     kwargs: dict[str, Any] = {"Bucket": name}
     if region != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
