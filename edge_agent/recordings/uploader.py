@@ -112,6 +112,11 @@ class RecordingUploader:
         self._uploads[row.call_id] = task
         task.add_done_callback(lambda _: self._uploads.pop(row.call_id, None))
 
+    async def drain(self) -> None:
+        """Wait until no upload is running (tests, and tools that upload one batch and stop)."""
+        while self._uploads:
+            await asyncio.gather(*list(self._uploads.values()), return_exceptions=True)
+
     # -- the loop ---------------------------------------------------------------------------------------
 
     async def run(self) -> None:
