@@ -6,7 +6,7 @@ from typing import Any
 
 from cloud.storage.dynamo import error_code
 
-__all__ = ["LIFECYCLE", "create_bucket"]
+__all__ = ["LIFECYCLE", "create_app_buckets", "create_bucket"]
 
 #: A safety net under the per-tenant expiry sweep (``cloud.recordings.retention``): nothing outlives the longest
 #: retention a tenant can set (3650 days) by more than a month, and abandoned multipart uploads are cleaned.
@@ -51,3 +51,11 @@ def create_bucket(s3: Any, name: str, region: str) -> bool:
     )
     s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration=LIFECYCLE)
     return True
+
+
+def create_app_buckets(s3: Any) -> list[str]:
+    """cloud-local's bucket creator: the recordings bucket the app's settings (environment) name."""
+    from cloud.settings import Settings
+
+    settings = Settings.from_env()
+    return [settings.bucket] if create_bucket(s3, settings.bucket, settings.region) else []

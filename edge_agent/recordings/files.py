@@ -96,6 +96,11 @@ async def prepare(source: Path, wanted: str, settings: RecordingsSettings, work_
         process.kill()
         await process.wait()
         errors, code = b"timed out", -1
+    except asyncio.CancelledError:  # the agent is stopping: no converter left writing behind it
+        process.kill()
+        await asyncio.shield(process.wait())
+        remove(target)
+        raise
     if code != 0 or not await asyncio.to_thread(_nonempty, target):
         detail = errors.decode("utf-8", "replace").strip()[:200] or f"exit code {code}"
         log.warning("recordings: %s could not convert %s (%s); uploading the WAV", tool, source.name, detail)

@@ -24,6 +24,8 @@ RECORDINGS_ENVIRONMENT = {
     "EDGE_RECORDINGS": "enabled",
     "EDGE_RECORDINGS_ROOT": "root",
     "EDGE_RECORDINGS_CONVERTER": "converter",
+    "EDGE_RECORDINGS_STABLE_SECONDS": "stable_seconds",
+    "EDGE_RECORDINGS_MISSING_AFTER": "missing_after_seconds",
 }
 
 
