@@ -202,3 +202,22 @@ def test_the_bucket_is_private_with_a_safety_net_lifecycle(rt: Runtime) -> None:
     rules = rt.s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
     assert rules[0]["Expiration"]["Days"] == LIFECYCLE["Rules"][0]["Expiration"]["Days"] > 3650
     assert create_bucket(rt.s3, bucket, rt.settings.region) is False  # idempotent
+
+
+def test_the_hourly_schedule_deletes_what_retention_ended(rt: Runtime, agent_id: str) -> None:
+    from chalice.test import Client
+    from cloud_builders import PROJECT_DIR
+
+    from cloud.recordings.store import RecordingItem, put_recording
+
+    key = object_key(TENANT, agent_id, CALL)
+    rt.s3.put_object(Bucket=rt.settings.bucket, Key=key, Body=BODY)
+    past = "2026-01-01T00:00:00+00:00"
+    put_recording(rt, RecordingItem(TENANT, agent_id, CALL, "uploaded", key, "mp3", uploaded_at=past, expires_on=past))
+    with Client(cloud.app.app, stage_name="dev", project_dir=PROJECT_DIR) as client:
+        client.lambda_.invoke(
+            "expire_recordings",
+            client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={}, resources=[]),
+        )
+    assert rt.s3.list_objects_v2(Bucket=rt.settings.bucket).get("KeyCount") == 0
+    assert get_recording(rt, TENANT, agent_id, CALL).state == "expired"  # type: ignore[union-attr]
