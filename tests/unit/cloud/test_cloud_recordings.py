@@ -217,7 +217,9 @@ def test_the_hourly_schedule_deletes_what_retention_ended(rt: Runtime, agent_id:
     with Client(cloud.app.app, stage_name="dev", project_dir=PROJECT_DIR) as client:
         client.lambda_.invoke(
             "expire_recordings",
-            client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={}, resources=[]),
+            client.events.generate_cw_event(
+                source="aws.events", detail_type="Scheduled Event", detail={}, resources=[]
+            ),
         )
     assert rt.s3.list_objects_v2(Bucket=rt.settings.bucket).get("KeyCount") == 0
     assert get_recording(rt, TENANT, agent_id, CALL).state == "expired"  # type: ignore[union-attr]
