@@ -3,14 +3,17 @@ Bitrix24 emulator's two-step upload over real HTTP, once, after the call's finis
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from test_cloud_crm_pipeline import AGENT, World, events_of, status, store_events, world
 
-from cloud.bitrix24.client import client_for
-from cloud.bitrix24.errors import MethodError
-from cloud.crm.pipeline import Entitled, process_call, request_crm
+from cloud.bitrix24.client import BatchResult, Bitrix24Client, client_for
+from cloud.bitrix24.errors import MethodError, PortalUnavailable
+from cloud.crm.executor import RestClient
+from cloud.crm.pipeline import Entitled, process_call, request_crm, sweep
 from cloud.recordings.bucket import create_bucket
 from cloud.recordings.store import RecordingItem, object_key, put_recording
 from cloud.runtime import Runtime
@@ -84,3 +87,49 @@ def test_the_upload_goes_only_to_the_portals_own_host(recorded: World) -> None:
     client = client_for(recorded.rt, recorded.tenant)
     with pytest.raises(MethodError, match="portal's host"):
         client.upload_file("https://evil.example/upload.json", "file", "a.mp3", [b"x"], 1, "audio/mpeg")
+
+
+def test_an_upload_cut_off_midway_defers_the_call_and_the_retry_attaches_once(recorded: World) -> None:
+    world = recorded
+    call_id = store_events(world, events_of("inbound_direct_answered"))
+    process_call(world.rt, world.tenant, AGENT, call_id, world.services)
+    upload(world, call_id)
+    real = world.services.client_for
+
+    class CutClient:
+        """The portal's client whose first file upload dies after half the bytes (a dropped connection)."""
+
+        def __init__(self, inner: Bitrix24Client, cuts: list[str]) -> None:
+            self.inner, self.cuts = inner, cuts
+
+        def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
+            return self.inner.call(method, params)
+
+        def batch(self, commands: Mapping[str, tuple[str, Mapping[str, Any]]], *, halt: bool = False) -> BatchResult:
+            return self.inner.batch(commands, halt=halt)
+
+        def upload_file(
+            self, url: str, field_name: str, filename: str, chunks: Iterable[bytes], size: int, content_type: str
+        ) -> Any:
+            if not self.cuts:
+                self.cuts.append(url)
+                next(iter(chunks))
+                raise PortalUnavailable("ReadError", maybe_executed=True, method="upload")
+            return self.inner.upload_file(url, field_name, filename, chunks, size, content_type)
+
+    cuts: list[str] = []
+
+    def client(rt: Runtime, tenant: str) -> RestClient:
+        inner = real(rt, tenant)
+        assert isinstance(inner, Bitrix24Client)
+        return CutClient(inner, cuts)
+
+    world.services.client_for = client
+    result = process_call(world.rt, world.tenant, AGENT, call_id, world.services)
+    assert result.status == "deferred" and len(cuts) == 1
+    (call,) = world.calls()
+    assert call.record is None and status(world, call_id)["progress"].record_attached is None
+    world.clock.now += timedelta(minutes=20)
+    assert [r.status for r in sweep(world.rt, world.services)] == ["done"]
+    (call,) = world.calls()
+    assert call.record is not None and call.record.content == BODY and len(world.portal.files) == 1
