@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -20,9 +21,11 @@ from edge_agent import __version__
 from edge_agent.ami.connector import AmiConnector
 from edge_agent.ami.framing import AmiMessage
 from edge_agent.calls.interpreter import CallInterpreter
+from edge_agent.cdr.backfill import Backfiller, BackfillReport, GapBook, gap_period
+from edge_agent.cdr.readers import CdrReader, open_reader
 from edge_agent.commands import CommandExecutor
 from edge_agent.config import AgentConfig
-from edge_agent.errors import ConfigError, OutboxError
+from edge_agent.errors import CdrError, ConfigError, OutboxError
 from edge_agent.link.client import LinkClient, LinkOptions
 from edge_agent.link.protocol import LinkProtocol, LinkTimings
 from edge_agent.outbox import Outbox, outbox_path
@@ -37,8 +40,19 @@ log = logging.getLogger(__name__)
 
 #: Finished commands older than this are forgotten (the cloud never redelivers a command that late).
 COMMAND_MEMORY_SECONDS = 7 * 24 * 3600.0
-#: A call with no event for this long is over (its end was reported as ``lost`` or it never existed).
-CALL_MEMORY_SECONDS = 2 * 24 * 3600.0
+#: A call with no event for this long is over (its end was reported as ``lost`` or it never existed). Kept as
+#: long as ended calls are, so a backfilled end continues the numbering of what the agent sent before.
+CALL_MEMORY_SECONDS = 7 * 24 * 3600.0
+#: Calls whose ``call_ended`` was stored are remembered this long, so a backfill never sends them again.
+ENDED_CALL_MEMORY_SECONDS = 7 * 24 * 3600.0
+#: While AMI is connected, ``ami_covered_until`` is moved forward this often.
+COVER_EVERY_SECONDS = 5.0
+#: A gap is first read this long after AMI came back (CDR rows of calls that just ended are being written).
+SETTLE_SECONDS = 10.0
+#: How often the backfill task looks for gaps due.
+BACKFILL_POLL_SECONDS = 5.0
+#: After a failed CDR read, wait this long before trying again.
+CDR_RETRY_SECONDS = 60.0
 
 
 class OutboxSink:
@@ -49,15 +63,25 @@ class OutboxSink:
         interpreter: CallInterpreter,
         outbox: Outbox,
         stored: Callable[[], None],
+        gaps: GapBook | None = None,
         ended: Callable[[CallEnded, int], None] = lambda event, seq: None,
     ) -> None:
         self.interpreter = interpreter
         self.outbox = outbox
         self._stored = stored
+        self._gaps = gaps
         self._ended = ended
 
     def on_snapshot(self, live_channels: list[AmiMessage], at: float) -> None:
         self._store(self.interpreter.reconcile(live_channels, at))
+        if self._gaps is not None:  # the AMI view is whole again from here: what came before needs the CDR
+            try:
+                gap = self._gaps.connected(at)
+            except OutboxError as exc:
+                log.error("cdr: could not record the gap in the AMI view: %s", exc)
+            else:
+                if gap is not None:
+                    log.info("cdr: AMI view had a gap of %.0f s; backfilling it from the CDR", gap.end - gap.start)
 
     def on_event(self, message: AmiMessage) -> None:
         self._store(self.interpreter.feed(message))
@@ -126,6 +150,7 @@ class Agent:
             log.warning("commands: %s was interrupted by a restart; answering %s", result.command_id, result.code)
         outbox.prune_commands(self._clock() - COMMAND_MEMORY_SECONDS)
         outbox.prune_calls(self._clock() - CALL_MEMORY_SECONDS)
+        outbox.prune_ended_calls(self._clock() - ENDED_CALL_MEMORY_SECONDS)
         stats = outbox.stats()
         log.info("outbox %s: %d event(s) waiting, last seq %d", outbox.path, stats.depth, stats.last_seq)
 
@@ -147,7 +172,9 @@ class Agent:
         )
         # link, connector and executor refer to each other; the closures resolve when first called
         interpreter = CallInterpreter(config.calls)
-        sink = OutboxSink(interpreter, outbox, lambda: link.events_stored(), uploader.call_ended)
+        gaps = GapBook(outbox) if config.cdr is not None else None
+        reader = open_reader(config.cdr) if config.cdr is not None else None  # a missing driver stops us here
+        sink = OutboxSink(interpreter, outbox, lambda: link.events_stored(), gaps, uploader.call_ended)
         connector = AmiConnector(config.ami, sink)
 
         def report(result: CommandResult) -> None:
@@ -179,9 +206,11 @@ class Agent:
             asyncio.create_task(connector.run(), name="ami"),
             asyncio.create_task(link.run(), name="link"),
             asyncio.create_task(uploader.run(), name="recordings"),
-            asyncio.create_task(self._watch_ami(connector, protocol, link), name="ami-state"),
+            asyncio.create_task(self._watch_ami(connector, protocol, link, outbox), name="ami-state"),
             asyncio.create_task(self._stop.wait(), name="stop"),
         }
+        if gaps is not None and reader is not None:
+            tasks.add(asyncio.create_task(self._backfill(gaps, reader, interpreter, link), name="backfill"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -189,17 +218,76 @@ class Agent:
             await connector.stop()
             link.stop()
             for task in tasks:
-                if task.get_name() in ("ami-state", "stop", "recordings"):
+                if task.get_name() in ("ami-state", "stop", "backfill", "recordings"):
                     task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         for task in done:
             if not task.cancelled() and (error := task.exception()) is not None:
                 raise error
 
-    async def _watch_ami(self, connector: AmiConnector, protocol: LinkProtocol, link: LinkClient) -> None:
-        """Tell the cloud (heartbeat) when the PBX link goes down or comes back; fill in hello's versions."""
+    async def _backfill(self, gaps: GapBook, reader: CdrReader, interpreter: CallInterpreter, link: LinkClient) -> None:
+        """Read each gap in the AMI view from the CDR (twice: rows can be written late) and send what was missed."""
+        config = self.config
+        assert config.cdr is not None
+        backfiller = Backfiller(reader, gaps.outbox, lambda: interpreter.rules)
+        late = config.cdr.late_seconds
+        cel = f", CEL table {config.cdr.cel_table}" if config.cdr.cel_table else ""
+        log.info("cdr: backfill from %s%s", config.cdr.parsed.redacted, cel)
+        try:
+            while True:
+                delay = BACKFILL_POLL_SECONDS
+                now = self._clock()
+                for gap in gaps.gaps():
+                    if now < gap.end + (SETTLE_SECONDS if gap.reads == 0 else max(late, SETTLE_SECONDS)):
+                        continue
+                    if gap.end < now - ENDED_CALL_MEMORY_SECONDS:
+                        log.error("cdr: dropping a gap older than the agent's memory of sent calls: %s", gap)
+                        gaps.done_reading(gap, last=True)
+                        continue
+                    since, until = gap_period(gap)
+                    report = BackfillReport(since, until)
+                    try:
+                        first = gap.reads == 0 and late > 0  # the late read sends what was still incomplete
+                        report.rows, summaries = await asyncio.to_thread(
+                            functools.partial(backfiller.read, since, until, complete_only=first)
+                        )
+                        backfiller.store(report, summaries, in_progress=interpreter.open_call_ids())
+                    except (CdrError, OutboxError) as exc:
+                        log.error("cdr: backfill of %s to %s failed, will retry: %s", since, until, exc)
+                        delay = CDR_RETRY_SECONDS
+                        break
+                    except Exception:  # a bug on odd data must not stop the agent; the gap is kept and retried
+                        log.exception("cdr: backfill of %s to %s failed unexpectedly, will retry", since, until)
+                        delay = CDR_RETRY_SECONDS
+                        break
+                    last = gap.reads >= 1 or late <= 0
+                    gaps.done_reading(gap, last=last)
+                    _log_report(report, "last read" if last else "first read")
+                    if report.sent:
+                        link.events_stored()
+                reader.close()  # a connection per pass: none left idle on the PBX's database for hours
+                await asyncio.sleep(delay)
+        finally:
+            reader.close()
+
+    async def _watch_ami(
+        self, connector: AmiConnector, protocol: LinkProtocol, link: LinkClient, outbox: Outbox
+    ) -> None:
+        """Tell the cloud (heartbeat) when the PBX link goes down or comes back; fill in hello's versions; keep
+        ``ami_covered_until`` current; send what ``edge-agent backfill`` stored from another process."""
+        gaps = GapBook(outbox) if self.config.cdr is not None else None
+        covered_at = 0.0
         while True:
             up = connector.connected.is_set()
+            now = self._clock()
+            if up and gaps is not None and now - covered_at >= COVER_EVERY_SECONDS:
+                covered_at = now
+                try:
+                    gaps.cover(now)
+                except OutboxError as exc:
+                    log.error("cdr: %s", exc)
+            if outbox.appended_elsewhere():
+                link.events_stored()
             if up and connector.banner and protocol.hello.ami_version is None:
                 version = connector.banner.rpartition("/")[2].strip() or None
                 protocol.hello = protocol.hello.model_copy(update={"ami_version": version})
@@ -207,6 +295,20 @@ class Agent:
                 protocol.hello = protocol.hello.model_copy(update={"pbx_version": connector.asterisk_version})
             link.apply(protocol.set_ami_connected(up, self._clock()))
             await asyncio.sleep(1.0)
+
+
+def _log_report(report: BackfillReport, what: str) -> None:
+    log.info(
+        "cdr: backfill %s of %s to %s: %d row(s), %d call(s) sent (%s), %d already sent, %d in progress",
+        what,
+        report.since.isoformat(timespec="seconds"),
+        report.until.isoformat(timespec="seconds"),
+        report.rows,
+        len(report.sent),
+        ", ".join(s.call_id for s in report.sent) or "none",
+        len(report.already_sent),
+        len(report.in_progress),
+    )
 
 
 @contextlib.contextmanager

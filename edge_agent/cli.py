@@ -71,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     ami_options(doctor)
     doctor.add_argument("--skip-cloud", action="store_true", help="do not open a connection to the cloud")
     doctor.add_argument("--timeout", type=float, default=10.0, help="seconds per check (default 10)")
+    backfill = commands.add_parser(
+        "backfill", help="send the calls of a period that the cloud never got, from the PBX's CDR database"
+    )
+    backfill.add_argument("--config", metavar="FILE", help="TOML settings file ([cdr], data_dir, [calls])")
+    backfill.add_argument("--since", required=True, help="ISO 8601 (no zone: local time) or --since=-2h / -30m / -1d")
+    backfill.add_argument("--until", help="same forms; default: one minute ago (CDR rows can be written late)")
+    backfill.add_argument("--dry-run", action="store_true", help="print what would be sent, store nothing")
     return parser
 
 
@@ -94,6 +101,8 @@ def _redact_secrets(config: AgentConfig) -> None:
     secrets = [config.ami.secret.get_secret_value()]
     if config.cloud is not None:
         secrets.append(config.cloud.token.get_secret_value())
+    if config.cdr is not None and config.cdr.parsed.password:
+        secrets.append(config.cdr.parsed.password)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_Redact(secrets))
 
@@ -200,6 +209,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = _config(args, need_cloud=True)
             _redact_secrets(config)
             return asyncio.run(_run_agent(config))
+        if args.command == "backfill":
+            from datetime import UTC, datetime
+
+            from edge_agent.cdr.command import DEFAULT_MARGIN, parse_moment, run_backfill
+
+            config = _config(args)
+            _redact_secrets(config)
+            now = datetime.now(UTC)
+            since = parse_moment(args.since, now)
+            until = parse_moment(args.until, now) if args.until else now - DEFAULT_MARGIN
+            run_backfill(config, since, until, dry_run=args.dry_run, out=sys.stdout, now=now)
+            return EXIT_OK
         if args.command == "doctor":
             try:
                 config = _config(args)

@@ -15,6 +15,12 @@
     url = "wss://…"           # or EDGE_CLOUD_URL
     token = "…"               # or EDGE_TOKEN, which is better kept out of files
 
+    [cdr]                     # backfill from the PBX's CDR database (docs/cdr-backfill.md); optional
+    dsn = "sqlite:///var/log/asterisk/master.db"   # or EDGE_CDR_DSN (postgresql://…, mysql://…)
+    timezone = "local"        # or EDGE_CDR_TIMEZONE: the zone CDR times are written in
+    late_seconds = 120        # or EDGE_CDR_LATE_SECONDS: a gap is read again this long after it closed
+    cel_table = "cel"         # or EDGE_CDR_CEL_TABLE: CEL in the same database adds transfers (optional)
+
     [calls]                   # how to tell extensions from trunks; the defaults fit plain Asterisk and FreePBX
     extension_pattern = '^\\d{2,6}$'
     extensions = ["reception"]   # endpoints that are extensions whatever their name
@@ -40,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from edge_agent.ami.connector import AmiSettings
 from edge_agent.calls.channels import ChannelRules
 from edge_agent.calls.interpreter import AMI_EVENT_CLASSES, AMI_EVENT_FILTERS
+from edge_agent.cdr.settings import CdrSettings
 from edge_agent.errors import ConfigError
 from edge_agent.outbox import DEFAULT_MAX_EVENTS
 from edge_agent.recordings.settings import RECORDINGS_ENVIRONMENT, RecordingsSettings
@@ -48,6 +55,7 @@ __all__ = [
     "AGENT_ENVIRONMENT",
     "AMI_ENVIRONMENT",
     "CALLS_ENVIRONMENT",
+    "CDR_ENVIRONMENT",
     "CLOUD_ENVIRONMENT",
     "AgentConfig",
     "CloudSettings",
@@ -69,6 +77,13 @@ CALLS_ENVIRONMENT = {
     "EDGE_EXTENSIONS": "extensions",
     "EDGE_TRUNKS": "trunks",
 }
+#: Environment variable -> [cdr] setting.
+CDR_ENVIRONMENT = {
+    "EDGE_CDR_DSN": "dsn",
+    "EDGE_CDR_TIMEZONE": "timezone",
+    "EDGE_CDR_LATE_SECONDS": "late_seconds",
+    "EDGE_CDR_CEL_TABLE": "cel_table",
+}
 #: Environment variable -> [cloud] setting.
 CLOUD_ENVIRONMENT = {
     "EDGE_CLOUD_URL": "url",
@@ -83,6 +98,7 @@ _ENVIRONMENTS = {
     "ami": AMI_ENVIRONMENT,
     "calls": CALLS_ENVIRONMENT,
     "cloud": CLOUD_ENVIRONMENT,
+    "cdr": CDR_ENVIRONMENT,
     "recordings": RECORDINGS_ENVIRONMENT,
 }
 
@@ -117,6 +133,7 @@ class AgentConfig(BaseModel):
     ami: AmiSettings
     calls: ChannelRules
     cloud: CloudSettings | None = None  # required by ``edge-agent run`` (``need_cloud``)
+    cdr: CdrSettings | None = None  # backfill from the PBX's CDR database; None = AMI only
     data_dir: Path | None = None
     outbox_max_events: int = DEFAULT_MAX_EVENTS
     recordings: RecordingsSettings = RecordingsSettings()
@@ -133,7 +150,7 @@ def load_config(
     """Merge file, environment and flags (later wins); raise :class:`ConfigError` on any problem.
 
     ``need_cloud``: the command talks to the cloud, so ``[cloud]`` and ``data_dir`` are required."""
-    sections: dict[str, dict[str, Any]] = {"ami": {}, "calls": {}, "cloud": {}, "recordings": {}}
+    sections: dict[str, dict[str, Any]] = {"ami": {}, "calls": {}, "cloud": {}, "cdr": {}, "recordings": {}}
     top: dict[str, Any] = {}
     if path is not None:
         try:
@@ -149,8 +166,8 @@ def load_config(
         unknown = set(document) - set(sections)
         if unknown:
             raise ConfigError(
-                f"config file {path}: unknown section(s) {sorted(unknown)}; expected [ami], [calls], [cloud] and "
-                "[recordings] "
+                f"config file {path}: unknown section(s) {sorted(unknown)}; expected [ami], [calls], [cloud], [cdr] "
+                "and [recordings] "
                 "(and data_dir, outbox_max_events at the top)"
             )
         for name in sections:
@@ -163,6 +180,7 @@ def load_config(
             value = environ[var]
             sections["calls"][field] = value if field == "extension_pattern" else _split(value)
     sections["cloud"].update({field: environ[var] for var, field in CLOUD_ENVIRONMENT.items() if environ.get(var)})
+    sections["cdr"].update({field: environ[var] for var, field in CDR_ENVIRONMENT.items() if environ.get(var)})
     sections["recordings"].update(
         {field: environ[var] for var, field in RECORDINGS_ENVIRONMENT.items() if environ.get(var)}
     )
@@ -179,10 +197,18 @@ def load_config(
         cloud = _validate(CloudSettings, sections["cloud"], "cloud")
     if need_cloud and agent.data_dir is None:
         raise ConfigError("invalid settings: data_dir / EDGE_DATA_DIR: Field required (where the outbox is kept)")
+    cdr = None
+    if sections["cdr"]:
+        if "dsn" not in sections["cdr"]:
+            raise ConfigError(
+                "invalid settings: [cdr] dsn / EDGE_CDR_DSN: Field required (the other [cdr] settings need it)"
+            )
+        cdr = _validate(CdrSettings, sections["cdr"], "cdr")
     return AgentConfig(
         ami=_validate(AmiSettings, sections["ami"], "ami"),
         calls=_validate(ChannelRules, sections["calls"], "calls"),
         cloud=cloud,
+        cdr=cdr,
         data_dir=agent.data_dir,
         outbox_max_events=agent.outbox_max_events,
         recordings=_validate(RecordingsSettings, sections["recordings"], "recordings"),

@@ -23,6 +23,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Literal
 
@@ -33,7 +34,7 @@ from edge_agent.ami.connector import AmiConnector
 from edge_agent.ami.framing import AmiMessage
 from edge_agent.calls.interpreter import AMI_EVENT_FILTERS
 from edge_agent.config import AgentConfig
-from edge_agent.errors import AmiAuthError, AmiPermissionError, LinkError, TokenRefusedError
+from edge_agent.errors import AmiAuthError, AmiPermissionError, CdrError, LinkError, TokenRefusedError
 from edge_agent.link.client import LinkOptions, open_connection, server_date
 from edge_agent.outbox import outbox_path
 from edge_agent.recordings.files import find_converter
@@ -74,6 +75,7 @@ async def run_doctor(
     else:
         checks.extend(await _check_cloud(config, timeout, clock))
     checks.extend(_check_outbox(config, clock))
+    checks.extend(await asyncio.to_thread(_check_cdr, config, clock))
     checks.extend(check_recordings(config))
     return checks
 
@@ -114,6 +116,28 @@ def check_recordings(config: AgentConfig) -> list[Check]:
             queued = ", ".join(f"{count} {state}" for state, count in sorted(rows))
             checks.append(Check("recordings queue", "ok", queued))
     return checks
+
+
+def _check_cdr(config: AgentConfig, clock: Callable[[], float]) -> list[Check]:
+    """Can the CDR database be read (backfill, when configured)? Reads the last day's rows."""
+    if config.cdr is None:
+        return []
+    from edge_agent.cdr.readers import open_reader
+
+    where = config.cdr.parsed.redacted
+    try:
+        reader = open_reader(config.cdr)
+        try:
+            now = datetime.fromtimestamp(clock(), UTC)
+            rows = reader.rows(now - timedelta(days=1), now + timedelta(minutes=5))
+        finally:
+            reader.close()
+    except CdrError as exc:
+        return [Check("CDR", "fail", str(exc))]
+    linked = sum(1 for row in rows if row.linkedid)
+    if rows and not linked:
+        return [Check("CDR", "warn", f"{where}: {len(rows)} row(s) in 24 h but no linkedid: legs cannot be grouped")]
+    return [Check("CDR", "ok", f"{where}: {len(rows)} row(s) in the last 24 h")]
 
 
 async def _check_ami(config: AgentConfig, timeout: float) -> list[Check]:

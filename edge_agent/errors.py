@@ -10,6 +10,7 @@
     │   ├── AmiPermissionError the AMI user lacks a permission the agent needs
     │   └── AmiConnectionError the TCP connection failed or was lost
     ├── OutboxError            the durable outbox cannot be opened or written
+    ├── CdrError               the PBX's CDR database cannot be read (driver missing, refused, wrong table)
     └── LinkError              the websocket link to the cloud
         └── TokenRefusedError  the cloud refused the agent's token
 """
@@ -49,6 +50,11 @@ class AmiActionLostError(AmiConnectionError):
 
 class OutboxError(EdgeAgentError):
     """The outbox file cannot be opened or written (disk full, permissions, corruption)."""
+
+
+class CdrError(EdgeAgentError):
+    """The PBX's CDR database cannot be read: its driver is not installed, it refused us, or the table is not a
+    CDR table. The message says which and what to do."""
 
 
 class LinkError(EdgeAgentError):

@@ -24,6 +24,10 @@ interpreter adopts calls in progress from the PBX's snapshot and numbers their e
 outbox continues each such call's numbering after what was stored before the restart, so ``event_id``
 (``call_id:seq``) never names two different events and the cloud's idempotent store keeps both.
 
+The ``ended_calls`` table remembers which calls' ``call_ended`` was stored (kept 7 days): a backfill from the PBX's
+CDR database sends only calls the agent never ended itself. The ``meta`` table holds ``ami_covered_until`` (until
+when the agent's AMI view is complete) and the gaps still to backfill (see ``edge_agent/cdr/backfill.py``).
+
 The ``commands`` table is the at-most-once record of click-to-call commands: a command id is inserted
 (``running``) before it reaches the PBX, so a second delivery of the same id never runs it again, and its
 result is kept (``done``) until the cloud has surely seen it.
@@ -75,6 +79,10 @@ CREATE TABLE IF NOT EXISTS calls (
     call_id TEXT PRIMARY KEY,
     last_seq INTEGER NOT NULL,
     updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ended_calls (
+    call_id TEXT PRIMARY KEY,
+    ended_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -137,6 +145,8 @@ class Outbox:
         except (sqlite3.Error, OSError) as exc:
             raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
         self._since_warning = 0
+        #: The highest seq this instance has counted (its own appends, or a recount after another process's).
+        self._seen_seq = self.last_seq
         #: call id -> what to add to the interpreter's per-call seq (non-zero for calls adopted after a restart)
         self._offsets: dict[str, int] = {}
         self._level = self._level_of(self._depth)
@@ -172,6 +182,7 @@ class Outbox:
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot store {len(events)} call event(s) in {self.path}: {exc}") from exc
         self._depth += len(stored)
+        self._seen_seq = max(self._seen_seq, stored[-1].seq)
         self._check_bound(len(stored))
         for item in stored:
             if item.event.type == "call_ended":
@@ -192,6 +203,7 @@ class Outbox:
             event = event.model_copy(update={"seq": event.seq + offset})
         if event.type == "call_ended":
             self._db.execute("DELETE FROM calls WHERE call_id = ?", (call_id,))
+            self._db.execute("INSERT OR REPLACE INTO ended_calls (call_id, ended_at) VALUES (?, ?)", (call_id, now))
         else:
             self._db.execute(
                 "INSERT INTO calls (call_id, last_seq, updated_at) VALUES (?, ?, ?) ON CONFLICT (call_id) "
@@ -204,6 +216,58 @@ class Outbox:
         """Forget calls not heard of since ``older_than`` (they ended while the agent was away)."""
         with self._transaction():
             return int(self._db.execute("DELETE FROM calls WHERE updated_at < ?", (older_than,)).rowcount)
+
+    def ended_call_ids(self, call_ids: Sequence[str]) -> set[str]:
+        """Which of ``call_ids`` this outbox already stored a ``call_ended`` for (within the memory kept)."""
+        found: set[str] = set()
+        ids = list(call_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT call_id FROM ended_calls WHERE call_id IN ({marks})", chunk).fetchall()
+            found.update(call_id for (call_id,) in rows)
+        return found
+
+    def started_call_ids(self, call_ids: Sequence[str]) -> set[str]:
+        """Which of ``call_ids`` have events stored but no ``call_ended`` (they started while the agent watched)."""
+        found: set[str] = set()
+        ids = list(call_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT call_id FROM calls WHERE call_id IN ({marks})", chunk).fetchall()
+            found.update(call_id for (call_id,) in rows)
+        return found
+
+    def prune_ended_calls(self, older_than: float) -> int:
+        """Forget ended calls stored before ``older_than``."""
+        with self._transaction():
+            return int(self._db.execute("DELETE FROM ended_calls WHERE ended_at < ?", (older_than,)).rowcount)
+
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set (or, with ``None``, delete) a ``meta`` value, durably."""
+        try:
+            with self._transaction():
+                if value is None:
+                    self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+                else:
+                    self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot write {key} to the outbox {self.path}: {exc}") from exc
+
+    def appended_elsewhere(self) -> bool:
+        """Did another process (``edge-agent backfill``) append events since we last looked? Then the depth is
+        recounted. Cheap enough to ask every second: one lookup in ``sqlite_sequence``."""
+        top = self.last_seq
+        if top <= self._seen_seq:
+            return False
+        self._depth = int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+        self._seen_seq = top
+        return True
 
     def pending(self, after_seq: int = 0, limit: int = 1000) -> list[SequencedEvent]:
         """Unacknowledged events with ``seq > after_seq``, oldest first."""
@@ -260,6 +324,7 @@ class Outbox:
                     self._db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('events', ?)", (top,))
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot renumber the outbox {self.path}: {exc}") from exc
+        self._seen_seq = max(self._seen_seq, top)
         return len(rows)
 
     def reject(self, seq: int, reason: str) -> None:

@@ -28,6 +28,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from wire_protocol.call_events import CallEvent
 from wire_protocol.messages import (
     Ack,
     AgentSettings,
@@ -82,6 +83,7 @@ class FakeCloud:
         self.applied: Counter[str] = Counter()
         self.received: Counter[str] = Counter()
         self.seqs_by_event: defaultdict[str, set[int]] = defaultdict(set)
+        self.events: dict[str, CallEvent] = {}  # event id -> the event as first stored
         self.hellos: list[Hello] = []
         self.heartbeats: list[Heartbeat] = []
         self.results: list[CommandResult] = []
@@ -281,3 +283,4 @@ class FakeCloud:
             self.seqs_by_event[event_id].add(item.seq)
             if event_id not in self.applied:
                 self.applied[event_id] += 1
+                self.events[event_id] = item.event

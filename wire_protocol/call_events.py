@@ -39,8 +39,10 @@ CallResult = Literal["answered", "missed", "no_answer", "busy", "failed"]
 TransferKind = Literal["blind", "attended"]
 RingStopReason = Literal["answered", "answered_elsewhere", "cancelled", "no_answer", "busy", "unavailable"]
 #: ``hangup``: the PBX hung up the call's last channel. ``lost``: the PBX no longer has the call but we did
-#: not see it end (AMI was down); its end time is when we found out.
-EndReason = Literal["hangup", "lost"]
+#: not see it end (AMI was down); its end time is when we found out. ``backfilled``: the agent never saw the call
+#: on AMI (it was down or disconnected) and rebuilt it afterwards from the PBX's CDR database; it is the call's
+#: only event, and it never overrides a call that already ended otherwise.
+EndReason = Literal["hangup", "lost", "backfilled"]
 
 
 class _Frozen(BaseModel):

@@ -4,6 +4,9 @@ Events can arrive late, twice, or out of order (a replayed outbox, two Lambdas r
 fold does not depend on arrival order: every field is decided by the event's per-call ``seq`` (lowest seq
 wins for "first" facts, highest for "latest"), and the summary of ``call_ended``, the agent's final word,
 wins over what the cloud pieced together. Applying an event already applied returns the state unchanged.
+
+A ``call_ended`` with reason ``backfilled`` (the agent rebuilt a call it never saw from the PBX's CDR) may be a
+call's only event; it never overrides a call that already ended another way, whichever arrives first.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from wire_protocol.call_events import (
     Transfer,
 )
 
-__all__ = ["CallState", "CallStatus", "RingTrack", "apply_event"]
+__all__ = ["CallState", "CallStatus", "RingTrack", "apply_event", "lost_summary"]
 
 CallStatus = Literal["started", "ringing", "answered", "ended"]
 
@@ -75,6 +78,7 @@ class CallState(BaseModel):
     #: Per-call seqs applied so far (sorted): the state's own idempotency record.
     applied: list[int] = Field(default_factory=list)
     last_event_seq: int = 0  # highest per-call seq applied
+    last_event_at: datetime | None = None  # the latest event time: the last moment the PBX call is known to exist
     last_agent_seq: int = 0  # highest agent (outbox) seq applied
     #: Optimistic-locking counter, bumped by every write (see ``cloud.calls.store``).
     version: int = 0
@@ -120,6 +124,12 @@ def _earlier(new_seq: int, old_seq: int | None) -> bool:
     return old_seq is None or new_seq < old_seq
 
 
+def _ends_anew(state: CallState, event: CallEnded) -> bool:
+    """Does this end decide the call? A backfilled end only for a call not ended yet; any other end always
+    (the AMI's view is richer than the CDR's, so it replaces a backfilled one)."""
+    return state.summary is None or (event.reason != "backfilled")
+
+
 def apply_event(state: CallState, agent_seq: int, event: CallEvent) -> CallState:
     """The state after ``event``; unchanged if it was already applied."""
     if event.seq in state.applied:
@@ -128,6 +138,7 @@ def apply_event(state: CallState, agent_seq: int, event: CallEvent) -> CallState
         "applied": sorted([*state.applied, event.seq]),
         "last_event_seq": max(state.last_event_seq, event.seq),
         "last_agent_seq": max(state.last_agent_seq, agent_seq),
+        "last_event_at": event.at if state.last_event_at is None else max(state.last_event_at, event.at),
     }
     match event:
         case CallStarted():
@@ -159,6 +170,8 @@ def apply_event(state: CallState, agent_seq: int, event: CallEvent) -> CallState
         case CallRecording():
             if state.recording_seq is None or event.seq > state.recording_seq:
                 update |= {"recording": event.file, "recording_path": event.path, "recording_seq": event.seq}
+        case CallEnded() if not _ends_anew(state, event):
+            pass  # a backfilled end for a call that already ended: recorded as applied, changes nothing
         case CallEnded():
             summary = event.summary
             update |= {
@@ -177,3 +190,35 @@ def apply_event(state: CallState, agent_seq: int, event: CallEvent) -> CallState
             if summary.answered_at is not None:
                 update["answered_at"] = summary.answered_at
     return state.model_copy(update=update)
+
+
+def lost_summary(state: CallState, ended_at: datetime) -> CallSummary:
+    """What is known of a call whose end will never be reported (its agent is gone, or lost it): the summary
+    the cloud finishes it with, ended at ``ended_at`` (its last known moment)."""
+    assert state.direction is not None and state.started_at is not None
+    transfers = [state.transfers[seq] for seq in sorted(state.transfers, key=int)]
+    answered = state.answered_seq is not None or state.answered_by is not None
+    final = transfers[-1].to if transfers else state.answered_by or state.caller_extension
+    if answered:
+        result: CallResult = "answered"
+    else:
+        result = "missed" if state.direction == "inbound" else "no_answer"
+    talk_from = state.answered_at if answered else None
+    return CallSummary(
+        call_id=state.call_id,
+        direction=state.direction,
+        external_number=state.external_number,
+        line=state.line,
+        caller_extension=state.caller_extension,
+        rang=state.rang,
+        answered_by=state.answered_by,
+        transfers=transfers,
+        final_extension=final if answered or state.direction != "inbound" else None,
+        result=result,
+        started_at=state.started_at,
+        answered_at=talk_from,
+        ended_at=ended_at,
+        talk_seconds=max(0, round((ended_at - talk_from).total_seconds())) if talk_from else 0,
+        recording=state.recording,
+        command_id=state.command_id,
+    )

@@ -27,7 +27,7 @@ from typing import Any
 
 from cloud import clock
 from cloud.bitrix24.errors import AuthorizationLost, Bitrix24Error, PortalUnavailable, RateLimited
-from cloud.calls.state import CallState
+from cloud.calls.state import CallState, lost_summary
 from cloud.calls.store import get_call
 from cloud.runtime import Runtime
 from cloud.storage.dynamo import error_code, from_item, to_item
@@ -46,6 +46,7 @@ __all__ = [
     "crm_status",
     "forget_cached",
     "licensed",
+    "lost_reason",
     "process_call",
     "request_crm",
     "sweep",
@@ -60,6 +61,12 @@ BLOCKED_RECHECK = timedelta(minutes=10)
 MAX_BACKOFF = timedelta(minutes=15)
 MAX_REFUSALS = 3
 MAX_STEPS = 12  # per pass; a call needs a handful
+#: Calls still open are looked at again this often: one whose PBX call was lost gets finished by the cloud.
+OPEN_RECHECK = timedelta(minutes=15)
+#: An open call is lost when its agent has not been seen for this long (it would have reported the end)...
+AGENT_GONE_AFTER = timedelta(minutes=30)
+#: ... or when nothing happened on it for this long even though its agent is alive (a hangup it never saw).
+SILENT_CALL_LIMIT = timedelta(hours=6)
 DUE_SHARD = "due"
 
 
@@ -363,6 +370,17 @@ def process_call(
             if call is None:
                 worker.release(wanted, due=None, progress=progress, status="missing", detail="no such call")
                 return ProcessResult("missing", detail="no such call")
+            lost = lost_reason(rt, tenant, call, services.now())
+            if lost is not None and call.last_event_at is not None:
+                summary = lost_summary(call, call.last_event_at)
+                call = call.model_copy(
+                    update={
+                        "summary": summary,
+                        "ended_at": summary.ended_at,
+                        "end_reason": "lost",
+                        "result": summary.result,
+                    }
+                )
             client = services.client_for(rt, tenant)
             ctx = _context(rt, services, tenant, call, client)
             upload = services.record_upload(rt, client)
@@ -373,6 +391,8 @@ def process_call(
                 save_directory(rt, tenant, ctx.directory.model_copy(update={"fetched_at": None}))
                 continue
             status, due, detail = _status(step, progress, services)
+            if lost is not None and status == "done":
+                detail = f"finished by the cloud with what was known: {lost}"
             if worker.release(wanted, due=due, progress=progress, status=status, detail=detail):
                 return ProcessResult(status, progress.requests - requests_before, detail)
             item = worker.read()
@@ -441,7 +461,37 @@ def _status(step: Plan, progress: CrmProgress, services: CrmServices) -> tuple[s
         return "done", None, None
     if step.ops:
         return "waiting", now, "more steps than one pass takes"
-    return "waiting", None, None
+    return "waiting", now + OPEN_RECHECK, None  # in progress: its end comes as an event, or it is lost
+
+
+def lost_reason(rt: Runtime, tenant: str, call: CallState, now: datetime) -> str | None:
+    """Why an open call will never hear its end from the PBX (so the cloud finishes it), or ``None``.
+
+    Its agent reports every end, also of calls that ended while it was away (it reconciles with the PBX on
+    reconnect); so a call is lost only when its agent stays away, or when it went silent for hours.
+    """
+    if call.summary is not None or call.last_event_at is None or call.started_at is None or call.direction is None:
+        return None
+    silent = now - call.last_event_at
+    if silent >= SILENT_CALL_LIMIT:
+        return f"no event for {silent.total_seconds() / 3600:.1f} h"
+    if silent < AGENT_GONE_AFTER:
+        return None
+    from cloud.agents.connections import agent_connection
+    from cloud.agents.tokens import get_agent
+    from cloud.errors import UnknownAgent
+
+    try:
+        agent = get_agent(rt, tenant, call.agent_id)
+    except UnknownAgent:
+        return "its agent no longer exists"
+    if agent.revoked:
+        return "its agent's token was revoked"
+    seen = datetime.fromisoformat(agent.last_seen_at) if agent.last_seen_at else None
+    if agent_connection(rt, tenant, call.agent_id) is not None and seen is not None and now - seen < AGENT_GONE_AFTER:
+        return None
+    since = f" since {agent.last_seen_at}" if agent.last_seen_at else ""
+    return f"its agent has been away{since}"
 
 
 def due_calls(rt: Runtime, now: datetime, limit: int = 100) -> Iterator[tuple[str, str]]:

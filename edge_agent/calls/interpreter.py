@@ -165,6 +165,10 @@ class CallInterpreter:
     def open_calls(self) -> int:
         return len(self._calls)
 
+    def open_call_ids(self) -> frozenset[str]:
+        """Calls in progress (a backfill from the CDR must leave them to the interpreter)."""
+        return frozenset(self._calls)
+
     @property
     def open_channels(self) -> int:
         return len(self._channels)

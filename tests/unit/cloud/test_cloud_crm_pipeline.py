@@ -292,3 +292,22 @@ def test_a_missed_call_leaves_a_task_for_its_owner(world: World) -> None:
     assert (int(task["RESPONSIBLE_ID"]), task["TITLE"]) == (ANNA, "Missed call: +79261234567")
     assert task["UF_CRM_TASK"] == [f"L_{call.crm_entity_id}"]
     assert status(world, call_id)["progress"].task_id == task_id
+
+
+def test_a_call_whose_agent_went_away_is_finished_with_what_was_known(world: World) -> None:
+    events = events_of("inbound_direct_answered")
+    answered = next(n for n, e in enumerate(events) if e.type == "answered")
+    call_id = store_events(world, events[: answered + 1])  # the agent vanished after the answer
+    last = events[answered].at
+    world.clock.now = last + timedelta(minutes=1)
+    assert process_call(world.rt, world.tenant, AGENT, call_id, world.services).status == "waiting"
+    (call,) = world.calls()
+    assert call.cards == {ANNA: True} and not call.finished
+    world.clock.now = last + timedelta(minutes=10)
+    assert [r.status for r in sweep(world.rt, world.services)] == []  # rechecked every 15 min, not before
+    world.clock.now = last + pipeline.AGENT_GONE_AFTER + timedelta(minutes=1)
+    (result,) = sweep(world.rt, world.services)
+    assert result.status == "done" and "agent no longer exists" in (result.detail or "")
+    (call,) = world.calls()
+    assert call.finished and call.status_code == "200" and call.cards == {ANNA: False}
+    assert call.finish_user_id == ANNA and call.duration == 0  # answered at its last known moment
