@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from cloud.runtime import Runtime
-from cloud.storage.dynamo import from_item, to_item
+from cloud.storage.dynamo import from_item, is_condition_failure, to_item
 
 __all__ = ["EXPIRY_SHARD", "RecordingItem", "call_key", "get_recording", "object_key", "put_recording"]
 
@@ -83,8 +83,6 @@ def put_recording(rt: Runtime, item: RecordingItem, *, unless_uploaded: bool = F
     try:
         rt.dynamodb.put_item(TableName=rt.tables.recordings, Item=to_item(values), **extra)
     except Exception as exc:
-        from cloud.storage.dynamo import is_condition_failure
-
         if is_condition_failure(exc):
             return False
         raise
