@@ -538,7 +538,8 @@ def sweep_for(rt: Runtime, seconds: float, services: CrmServices | None = None, 
 
 
 def crm_status(rt: Runtime, tenant: str, agent_id: str, call_id: str) -> dict[str, Any] | None:
-    """The call's CRM item (status, detail, progress) for support, the settings page and tests."""
+    """The call's CRM item (status, detail, progress, and ``recording``: its state, format, error and note) for
+    support, the settings page and tests."""
     response = rt.dynamodb.get_item(
         TableName=rt.tables.crm_calls,
         Key=to_item({"tenant": tenant, "call_key": call_key(agent_id, call_id)}),
@@ -549,4 +550,15 @@ def crm_status(rt: Runtime, tenant: str, agent_id: str, call_id: str) -> dict[st
     item = from_item(response["Item"])
     if item.get("progress"):
         item["progress"] = CrmProgress.model_validate_json(item["progress"])
+    from cloud.recordings.store import get_recording
+
+    recording = get_recording(rt, tenant, agent_id, call_id)
+    if recording is not None:  # what became of the call's recording, in the agent's words when it failed
+        item["recording"] = {
+            "state": recording.state,
+            "format": recording.format,
+            "size": recording.size,
+            "error": recording.error,
+            "note": recording.note,
+        }
     return item

@@ -104,6 +104,7 @@ def test_upload_then_result_records_it_and_asks_the_crm(rt: Runtime, agent_id: s
     assert item.filename == f"{CALL}.wav" and "no lame" in item.note
     crm = crm_status(rt, TENANT, agent_id, CALL)
     assert crm is not None and crm["wanted"] >= 1
+    assert crm["recording"]["state"] == "uploaded" and "no lame" in crm["recording"]["note"]  # said on the call
     # the same result again (its ack was lost): acknowledged, nothing changes, no new CRM work
     again = handle_agent_message(rt, CID, encode(result))
     assert again.replies == [RecordingAck(call_id=CALL)] and again.crm_calls == []
@@ -150,6 +151,8 @@ def test_a_missing_file_is_recorded_and_the_crm_is_told(rt: Runtime, agent_id: s
     assert outcome.replies == [RecordingAck(call_id=CALL)] and outcome.crm_calls == [CALL]
     item = get_recording(rt, TENANT, agent_id, CALL)
     assert item is not None and (item.state, item.error, item.note) == ("failed", "missing", "not found at /x.wav")
+    crm = crm_status(rt, TENANT, agent_id, CALL)
+    assert crm is not None and crm["recording"]["error"] == "missing"
 
 
 def test_no_url_while_the_call_has_not_ended_here_yet(rt: Runtime, agent_id: str, licensed: None) -> None:
