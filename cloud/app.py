@@ -9,10 +9,12 @@ Chalice names the Python functions ``connect``/``message``/``disconnect`` in ``a
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 
 from chalice.app import Chalice, CloudWatchEvent, Rate, Response, WebsocketEvent
 
-from cloud import clock, licensing
+from cloud import clicktocall, clock, licensing
 from cloud.bitrix24 import routes as b24
 from cloud.bitrix24.install import on_installed
 from cloud.crm import pipeline
@@ -24,6 +26,7 @@ from cloud.tenants.store import Tenant
 app = Chalice(app_name="pbxlink-cloud")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
 app.log.setLevel(logging.INFO)
+clicktocall.register_handlers()  # ONEXTERNALCALLSTART / ONEXTERNALCALLBACKSTART → cloud.clicktocall
 
 _override: Runtime | None = None
 
@@ -34,20 +37,32 @@ def use_runtime(runtime: Runtime | None) -> None:
     _override = runtime
 
 
-_runtimes: dict[Settings, Runtime] = {}
+_RUNTIMES: OrderedDict[Settings, Runtime] = OrderedDict()
+_MAX_RUNTIMES = 4
+_runtimes_lock = threading.Lock()
 
 
 def _runtime_for(settings: Settings) -> Runtime:
-    # one per warm Lambda container and settings: boto3 clients are slow to build
-    if settings not in _runtimes:
-        _runtimes[settings] = Runtime(settings)
-    return _runtimes[settings]
+    """One per warm Lambda container and settings: boto3 clients are slow to build. A runtime pushed out by newer
+    settings (tests and cloud-local run stack after stack in one process) gets its HTTP client closed, not left
+    for the garbage collector with a connection open."""
+    with _runtimes_lock:
+        runtime = _RUNTIMES.get(settings)
+        if runtime is not None:
+            _RUNTIMES.move_to_end(settings)
+            return runtime
+        runtime = _RUNTIMES[settings] = Runtime(settings)
+        while len(_RUNTIMES) > _MAX_RUNTIMES:
+            _, evicted = _RUNTIMES.popitem(last=False)
+            evicted.close()
+        return runtime
 
 
 def close_runtimes() -> None:
     """Close the cached runtimes' clients: cloud-local and tests start and stop stacks in one process."""
-    while _runtimes:
-        _runtimes.popitem()[1].close()
+    with _runtimes_lock:
+        while _RUNTIMES:
+            _RUNTIMES.popitem()[1].close()
 
 
 def runtime() -> Runtime:
@@ -90,6 +105,13 @@ def crm_sweep(event: CloudWatchEvent) -> None:
     """Calls whose Bitrix24 side is due again (deferred by a rate limit or an outage, or left by a worker that
     died), swept for most of the minute until the next invocation."""
     pipeline.sweep_for(runtime(), seconds=50)
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES), name="click_to_call_sweep")
+def click_to_call_sweep(event: CloudWatchEvent) -> None:
+    """Click-to-calls a handler left half done (a failure finish Bitrix24 could not take, a handler that died):
+    finished so no card stays open."""
+    clicktocall.sweep(runtime())
 
 
 @app.schedule(Rate(1, unit=Rate.HOURS), name="expire_recordings")

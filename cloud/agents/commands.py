@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Literal
 
 from cloud.clock import now_iso
 from cloud.errors import AgentOffline, CommandConflict, RevokedAgent
@@ -21,10 +21,14 @@ from wire_protocol.messages import Command, CommandResult
 from . import connections
 from .tokens import get_agent
 
-__all__ = ["COMMAND_TTL_SECONDS", "get_command", "record_result", "send_command"]
+__all__ = ["COMMAND_TTL_SECONDS", "CrmFinisher", "claim_crm_finish", "get_command", "record_result", "send_command"]
 
 log = logging.getLogger(__name__)
 COMMAND_TTL_SECONDS = 30 * 24 * 3600
+
+#: Who finishes a command's Bitrix24 CALL_ID: the CRM pipeline (the PBX placed the call) or the click-to-call
+#: failure path (it did not, or the call failed before the pipeline saw it).
+CrmFinisher = Literal["pipeline", "failure"]
 
 
 def send_command(
@@ -122,3 +126,33 @@ def get_command(rt: Runtime, tenant: str, command_id: str) -> dict[str, Any] | N
         TableName=rt.tables.commands, Key=to_item({"tenant": tenant, "command_id": command_id}), ConsistentRead=True
     )
     return from_item(response["Item"]) if "Item" in response else None
+
+
+def claim_crm_finish(rt: Runtime, tenant: str, command_id: str, finisher: CrmFinisher) -> CrmFinisher | None:
+    """Make ``finisher`` the one that finishes the command's ``crm_call_id``, unless the other one already is.
+
+    Returns who owns it now (``finisher`` when the claim held or was already ours), or ``None`` when there is no
+    such command. A conditional write, so the CRM pipeline and the click-to-call failure path, racing on one
+    CALL_ID in different Lambdas, never both finish it (Bitrix24 would refuse the second ``finish``, and the
+    pipeline would then register the call anew).
+    """
+    key = to_item({"tenant": tenant, "command_id": command_id})
+    try:
+        rt.dynamodb.update_item(
+            TableName=rt.tables.commands,
+            Key=key,
+            UpdateExpression="SET crm_finisher = :f",
+            ConditionExpression=(
+                "attribute_exists(command_id) AND (attribute_not_exists(crm_finisher) OR crm_finisher = :f)"
+            ),
+            ExpressionAttributeValues=to_item({":f": finisher}),
+        )
+    except Exception as exc:
+        if not is_condition_failure(exc):
+            raise
+        current = get_command(rt, tenant, command_id)
+        if current is None:
+            return None
+        owner = current.get("crm_finisher")
+        return "pipeline" if owner == "pipeline" else "failure" if owner == "failure" else None
+    return finisher

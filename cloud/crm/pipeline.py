@@ -313,16 +313,23 @@ def _context(rt: Runtime, services: CrmServices, tenant: str, call: CallState, c
     ]
     entitled = services.entitled(rt, tenant, candidates, now)
     click_to_call_id = None
+    click_to_call_finished = False
     if call.command_id:
-        from cloud.agents.commands import get_command
+        from cloud.agents.commands import claim_crm_finish, get_command
 
         command = get_command(rt, tenant, call.command_id) or {}
-        if command.get("agent_id") == call.agent_id:
-            click_to_call_id = command.get("crm_call_id") or None
+        if command.get("agent_id") == call.agent_id and command.get("crm_call_id"):
+            # the click-to-call failure path may have finished this CALL_ID already (cloud.clicktocall)
+            owner = command.get("crm_finisher") or claim_crm_finish(rt, tenant, call.command_id, "pipeline")
+            if owner == "failure":
+                click_to_call_finished = True
+            else:
+                click_to_call_id = command["crm_call_id"]
     return PlanContext(
         settings=settings,
         directory=directory,
         click_to_call_id=click_to_call_id,
+        click_to_call_finished=click_to_call_finished,
         card_users=entitled.card_users,
         calls_to_crm=entitled.calls_to_crm,
         lead_creation=entitled.lead_creation,
@@ -330,6 +337,15 @@ def _context(rt: Runtime, services: CrmServices, tenant: str, call: CallState, c
         recordings=settings.recordings.enabled and entitled.recordings,
         recording=_recording(rt, tenant, call) if call.summary is not None else None,
     )
+
+
+def _adopt_click_to_call(progress: CrmProgress, ctx: PlanContext) -> CrmProgress:
+    """A click-to-call's first leg has Bitrix24's CALL_ID from the start: the executor addresses ``show`` and
+    ``finish`` by the progress's CALL_ID (unless Bitrix24 lost that registration and the leg is registered anew)."""
+    leg = progress.leg(0)
+    if ctx.click_to_call_id and leg.call_id is None and not leg.registration_lost:
+        return progress.with_leg(0, call_id=ctx.click_to_call_id)
+    return progress
 
 
 def _record_unmapped(rt: Runtime, tenant: str, extensions: tuple[str, ...], now: datetime) -> None:
@@ -383,6 +399,7 @@ def process_call(
                 )
             client = services.client_for(rt, tenant)
             ctx = _context(rt, services, tenant, call, client)
+            progress = _adopt_click_to_call(progress, ctx)
             upload = services.record_upload(rt, client)
             progress, step, stale = _run_steps(worker, client, call, progress, ctx, upload)
             _record_unmapped(rt, tenant, step.unmapped, services.now())

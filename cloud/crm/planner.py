@@ -57,6 +57,9 @@ class PlanContext:
     directory: Directory
     #: The Bitrix24 CALL_ID of a click-to-call (from ``ONEXTERNALCALLSTART``), when the call is one.
     click_to_call_id: str | None = None
+    #: That CALL_ID was already finished as failed (the PBX refused the click-to-call, ``cloud.clicktocall``):
+    #: the attempt is in the CRM; only a call that turned into a conversation after all is registered anew.
+    click_to_call_finished: bool = False
     #: Users who may have cards under the license (``None``: everyone).
     card_users: frozenset[int] | None = None
     calls_to_crm: bool = True
@@ -178,6 +181,8 @@ class _Planner:
             return Plan(skipped="internal calls are not registered (settings)", done=True)
         if call.direction == "outbound" and not self.settings.register_outbound:
             return Plan(skipped="outbound calls are not registered (settings)", done=True)
+        if self.ctx.click_to_call_finished and call.answered_at is None:
+            return Plan(skipped="a click-to-call already finished as failed", done=True)
         if not self.ctx.calls_to_crm:
             return Plan(blocked="the license does not include calls to the CRM; they wait until it does")
         ops: list[Operation] = []

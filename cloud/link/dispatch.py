@@ -4,14 +4,15 @@ Every frame is checked against the connection registry and the agent's revocatio
 :func:`wire_protocol.messages.decode_agent_message`, then dispatched on its type:
 
 ==================  ==================================================================================
-``hello``           remember the agent's versions and capabilities; answer ``welcome`` + ``settings``
+``hello``           remember the agent's versions and capabilities; answer ``welcome`` + the tenant's ``settings``
 ``call_events``     store every event (:func:`cloud.calls.store.record_event`), hand its call to the CRM
                     pipeline (:func:`cloud.crm.pipeline.request_crm`), then ``ack`` the gap-free prefix
                     stored (:mod:`cloud.link.acks`); a storage failure acks what was stored and answers
                     ``internal`` (about ``call_events``: the agent resends). After the replies are sent,
                     :func:`on_message` brings those calls' Bitrix24 side up to date.
 ``heartbeat``       refresh last-seen; no answer
-``command_result``  store it (only for a command sent to this agent)
+``command_result``  store it (only for a command sent to this agent); a failed click-to-call is finished in
+                    Bitrix24 (:func:`cloud.clicktocall.on_command_failed`), or left unconfirmed to come again
 ``recording_ready`` answer ``upload_recording``: a pre-signed URL, or why not (:mod:`cloud.recordings.service`)
 ``recording_result`` record it, answer ``recording_ack``, and let the CRM attach the recording
 ``error``           log it; never answered (two peers must not trade errors forever)
@@ -36,6 +37,7 @@ from cloud.agents.commands import record_result
 from cloud.agents.connections import Connection
 from cloud.agents.status import touch
 from cloud.calls.store import record_events
+from cloud.clicktocall import on_command_failed, settings_for_agent
 from cloud.clock import now
 from cloud.crm.pipeline import process_call, request_crm
 from cloud.errors import UnknownAgent
@@ -45,7 +47,6 @@ from cloud.runtime import Runtime
 from wire_protocol.call_events import CallEvent, CallStarted
 from wire_protocol.messages import (
     Ack,
-    AgentSettings,
     CallEventsBatch,
     CommandResult,
     ErrorMessage,
@@ -135,7 +136,7 @@ def _handle(rt: Runtime, connection_id: str, body: str | bytes | None) -> Outcom
                 outbox_depth=message.outbox_depth,
             )
             welcome = Welcome(agent_id=agent.agent_id, tenant=agent.tenant, acked_seq=agent.acked_seq)
-            return Outcome([welcome, AgentSettings()], conn=conn)
+            return Outcome([welcome, settings_for_agent(rt, conn.tenant)], conn=conn)
         case CallEventsBatch():
             return _store_batch(rt, conn, message)
         case Heartbeat():
@@ -152,6 +153,10 @@ def _handle(rt: Runtime, connection_id: str, body: str | bytes | None) -> Outcom
             # confirmed by name (the agent resends a result until it is), refused ones too: resending cannot help
             confirm = Ack(up_to_seq=agent.acked_seq, results=[message.command_id])
             if record_result(rt, conn.tenant, conn.agent_id, message):
+                if not message.ok and not on_command_failed(rt, conn.tenant, conn.agent_id, message):
+                    # the click-to-call is not finished in Bitrix24 yet: unconfirmed, the agent resends it
+                    later = ErrorMessage(code="internal", message="result stored; resend it", about="command_result")
+                    return Outcome([later], conn=conn)
                 return Outcome([confirm], conn=conn)
             error = ErrorMessage(
                 code="not_authorized", message="that command was not sent to this agent", about="command_result"

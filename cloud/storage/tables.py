@@ -100,6 +100,30 @@ TABLES: Final[dict[str, dict[str, Any]]] = {
         ],
         "BillingMode": "PAY_PER_REQUEST",
     },
+    # Click-to-calls and callbacks from Bitrix24 (``cloud.clicktocall``): ``key`` = the command id the event
+    # becomes (``c2c:<CALL_ID>``, ``cb:<hash>``); written once per event (repeated deliveries place one call).
+    # TTL ``expires_at``.
+    # Until a record is settled it carries ``due_shard``/``due_at`` and so appears in the sparse ``by_due`` index:
+    # the sweeper finishes what a handler left half done (a finish Bitrix24 could not take, a handler that died).
+    "click_to_call": {
+        "KeySchema": _key("tenant", "key"),
+        "AttributeDefinitions": _s("tenant", "key", "due_shard", "due_at"),
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": "by_due",
+                "KeySchema": _key("due_shard", "due_at"),
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    },
+    # Rate-limit counters, one per limit and minute window: ``bucket`` = ``c2c#user#<id>#<minute>`` or
+    # ``c2c#tenant#<minute>``, ``n`` = originates in that window. TTL ``expires_at``.
+    "rate_limits": {
+        "KeySchema": _key("tenant", "bucket"),
+        "AttributeDefinitions": _s("tenant", "bucket"),
+        "BillingMode": "PAY_PER_REQUEST",
+    },
     # Licensing per tenant (cloud.licensing): item = "lease" (the last verified lease token, when it was checked,
     # the last denial or error, next_check_at) and item = "card_users" (Bitrix24 user ids in the order first
     # seen ringing: who keeps call cards when the plan's users_with_cards is exceeded).
@@ -125,7 +149,12 @@ TABLES: Final[dict[str, dict[str, Any]]] = {
 }
 
 #: The TTL attribute of the tables that have one (enabled after creation: it is not a CreateTable argument).
-TTL_ATTRIBUTES: Final[dict[str, str]] = {"connections": "expires_at", "commands": "expires_at"}
+TTL_ATTRIBUTES: Final[dict[str, str]] = {
+    "connections": "expires_at",
+    "commands": "expires_at",
+    "click_to_call": "expires_at",
+    "rate_limits": "expires_at",
+}
 
 
 @dataclass(frozen=True)
@@ -169,6 +198,14 @@ class TableNames:
     @property
     def tenants(self) -> str:
         return self.prefix + "tenants"
+
+    @property
+    def click_to_call(self) -> str:
+        return self.prefix + "click_to_call"
+
+    @property
+    def rate_limits(self) -> str:
+        return self.prefix + "rate_limits"
 
     @property
     def licensing(self) -> str:

@@ -1,5 +1,6 @@
-"""The CRM sweeper's schedule, locally: what the ``crm_sweep`` Lambda does every minute in AWS, every
-``interval`` seconds here (a call deferred by a rate limit should not wait a minute on a developer's machine)."""
+"""The CRM sweeper's schedule, locally: what the ``crm_sweep`` and ``click_to_call_sweep`` Lambdas do every
+minute in AWS, every ``interval`` seconds here (a call deferred by a rate limit should not wait a minute on a
+developer's machine)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 
+from cloud import clicktocall
 from cloud.crm.pipeline import sweep
 from cloud.runtime import Runtime
 from cloud.settings import Settings
@@ -36,6 +38,7 @@ class CrmSweeper:
         while True:
             try:
                 await asyncio.to_thread(sweep, self._rt)
+                await asyncio.to_thread(clicktocall.sweep, self._rt)  # the click_to_call_sweep Lambda
             except Exception:
                 log.exception("CRM sweep failed")
             self.rounds += 1

@@ -303,17 +303,17 @@ def test_uninstall_disables_the_tenant_and_later_events_are_refused(http: Client
 
 def test_unhandled_events_are_acknowledged_and_failing_handlers_are_500(http: Client) -> None:
     installed(http)
-    answer = http.http.post("/b24/events", headers=FORM, body=event_body("ONEXTERNALCALLBACKSTART"))
+    answer = http.http.post("/b24/events", headers=FORM, body=event_body("ONCRMLEADADD"))
     assert answer.status_code == 200 and json.loads(answer.body) == {"result": "ignored"}
 
     def broken(rt: Runtime, tenant: Tenant, event: B24Event) -> None:
         raise RuntimeError("boom")
 
-    events.register_event_handler("ONEXTERNALCALLBACKSTART", broken)
+    events.register_event_handler("ONCRMLEADADD", broken)
     try:
-        failed = http.http.post("/b24/events", headers=FORM, body=event_body("ONEXTERNALCALLBACKSTART"))
+        failed = http.http.post("/b24/events", headers=FORM, body=event_body("ONCRMLEADADD"))
     finally:
-        events.unregister_event_handler("ONEXTERNALCALLBACKSTART")
+        events.unregister_event_handler("ONCRMLEADADD")
     assert failed.status_code == 500 and b"boom" not in failed.body
 
 
