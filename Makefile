@@ -61,6 +61,7 @@ cloud-local: install
 
 bench: install
 	$(PY) -m bench.interpreter_throughput
+	$(PY) -m bench.recording_upload
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -136,6 +136,16 @@ def click_to_call_sweep(event: CloudWatchEvent) -> None:
     clicktocall.sweep(runtime())
 
 
+@app.schedule(Rate(1, unit=Rate.HOURS), name="expire_recordings")
+def expire_recordings(event: CloudWatchEvent) -> None:
+    """Delete the recordings whose tenant's retention ended (see :mod:`cloud.recordings.retention`)."""
+    from cloud.recordings.retention import expire_recordings as expire
+
+    rt = runtime()
+    while expire(rt, clock.now()):  # 200 per round, until none is due
+        pass
+
+
 @app.schedule(Rate(15, unit=Rate.MINUTES))
 def refresh_licenses(event: CloudWatchEvent) -> None:
     """Renew the leases that are half used, retry failed checks (see :mod:`cloud.licensing`)."""

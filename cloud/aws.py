@@ -10,4 +10,6 @@ __all__ = ["ClientFactory"]
 class ClientFactory(Protocol):
     """``boto3.client``'s shape, as far as the cloud uses it."""
 
-    def __call__(self, service_name: str, *, region_name: str, endpoint_url: str | None = None) -> Any: ...
+    def __call__(
+        self, service_name: str, *, region_name: str, endpoint_url: str | None = None, config: Any = None
+    ) -> Any: ...

@@ -44,6 +44,7 @@ class Runtime:
         self.client_factory = client_factory
         self.http_client_factory = http_client_factory
         self._dynamodb: Any = None
+        self._s3: Any = None
         self._http: httpx.Client | None = None
         self._gateways: dict[str, ConnectionGateway] = {}
         # boto3's default session is not thread-safe while it builds clients (cloud-local runs handlers in threads)
@@ -57,6 +58,22 @@ class Runtime:
                     "dynamodb", region_name=self.settings.region, endpoint_url=self.settings.dynamodb_endpoint
                 )
             return self._dynamodb
+
+    @property
+    def s3(self) -> Any:
+        """The recordings bucket's client (``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL``: moto server in
+        cloud-local). Pre-signed URLs are SigV4 (SigV2 ones are refused in newer regions), path-style against
+        a custom endpoint (an IP address has no bucket subdomains)."""
+        from botocore.config import Config  # type: ignore[import-untyped]
+
+        endpoint = self.settings.s3_endpoint
+        config = Config(signature_version="s3v4", s3={"addressing_style": "path" if endpoint else "auto"})
+        with self._lock:
+            if self._s3 is None:
+                self._s3 = self.client_factory(
+                    "s3", region_name=self.settings.region, endpoint_url=endpoint, config=config
+                )
+            return self._s3
 
     @property
     def http(self) -> httpx.Client:

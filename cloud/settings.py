@@ -48,6 +48,14 @@ class Settings:
     license_server_url: str | None = None
     license_api_key: str | None = field(default=None, repr=False)
     license_public_keys: str = ""
+    #: Call recordings (``docs/recordings.md``): the bucket (``PBXLINK_RECORDINGS_BUCKET``, default
+    #: ``<table prefix>recordings``) and ``AWS_ENDPOINT_URL_S3`` (moto server in cloud-local).
+    recordings_bucket: str = ""
+    s3_endpoint: str | None = None
+
+    @property
+    def bucket(self) -> str:
+        return self.recordings_bucket or f"{self.table_prefix}recordings".lower().replace("_", "-").strip(".-")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -71,6 +79,8 @@ class Settings:
             license_server_url=env.get("LICENSE_SERVER_URL") or None,
             license_api_key=env.get("LICENSE_API_KEY") or None,
             license_public_keys=env.get("LICENSE_PUBLIC_KEYS", ""),
+            recordings_bucket=env.get("PBXLINK_RECORDINGS_BUCKET", ""),
+            s3_endpoint=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
         )
 
     def agent_cloud_url(self) -> str:

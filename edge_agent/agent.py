@@ -29,8 +29,10 @@ from edge_agent.errors import CdrError, ConfigError, OutboxError
 from edge_agent.link.client import LinkClient, LinkOptions
 from edge_agent.link.protocol import LinkProtocol, LinkTimings
 from edge_agent.outbox import Outbox, outbox_path
-from wire_protocol.call_events import CallEvent
-from wire_protocol.messages import AgentSettings, CommandResult, Hello
+from edge_agent.recordings.queue import RecordingQueue
+from edge_agent.recordings.uploader import RecordingUploader
+from wire_protocol.call_events import CallEnded, CallEvent
+from wire_protocol.messages import AgentSettings, CommandResult, Hello, RecordingReady, RecordingResult
 
 __all__ = ["Agent", "OutboxSink"]
 
@@ -54,7 +56,7 @@ CDR_RETRY_SECONDS = 60.0
 
 
 class OutboxSink:
-    """The AMI sink of ``run``: interpret, store durably, then tell the link."""
+    """The AMI sink of ``run``: interpret, store durably, then tell the link (and the recording uploader)."""
 
     def __init__(
         self,
@@ -62,11 +64,13 @@ class OutboxSink:
         outbox: Outbox,
         stored: Callable[[], None],
         gaps: GapBook | None = None,
+        ended: Callable[[CallEnded, int], None] = lambda event, seq: None,
     ) -> None:
         self.interpreter = interpreter
         self.outbox = outbox
         self._stored = stored
         self._gaps = gaps
+        self._ended = ended
 
     def on_snapshot(self, live_channels: list[AmiMessage], at: float) -> None:
         self._store(self.interpreter.reconcile(live_channels, at))
@@ -87,12 +91,18 @@ class OutboxSink:
         if not batch:
             return
         try:
-            self.outbox.append(batch)
+            stored = self.outbox.append(batch)
         except OutboxError as exc:
             # disk full or the file is gone: these events cannot be kept; say so as loudly as we can
             log.critical("LOST %d call event(s) (%s): %s", len(batch), ", ".join(e.event_id for e in batch), exc)
             return
         self._stored()
+        for item in stored:
+            if isinstance(item.event, CallEnded):
+                try:
+                    self._ended(item.event, item.seq)
+                except OutboxError as exc:
+                    log.error("recordings: the recording of %s was not queued: %s", item.event.call_id, exc)
 
 
 class Agent:
@@ -116,6 +126,7 @@ class Agent:
         self.connector: AmiConnector | None = None  # while running
         self.interpreter: CallInterpreter | None = None
         self.link: LinkClient | None = None
+        self.uploader: RecordingUploader | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -125,14 +136,16 @@ class Agent:
         assert config.cloud is not None and config.data_dir is not None
         with _exclusive(Path(config.data_dir)):
             outbox = Outbox(outbox_path(config.data_dir), max_events=config.outbox_max_events, clock=self._clock)
+            recordings = RecordingQueue(outbox_path(config.data_dir))
             try:
-                await self._run(outbox)
+                await self._run(outbox, recordings)
             finally:
+                recordings.close()
                 outbox.close()
 
-    async def _run(self, outbox: Outbox) -> None:
+    async def _run(self, outbox: Outbox, recordings: RecordingQueue) -> None:
         config = self.config
-        assert config.cloud is not None
+        assert config.cloud is not None and config.data_dir is not None
         for result in outbox.recover_interrupted():
             log.warning("commands: %s was interrupted by a restart; answering %s", result.command_id, result.code)
         outbox.prune_commands(self._clock() - COMMAND_MEMORY_SECONDS)
@@ -141,14 +154,27 @@ class Agent:
         stats = outbox.stats()
         log.info("outbox %s: %d event(s) waiting, last seq %d", outbox.path, stats.depth, stats.last_seq)
 
+        capabilities = ["originate", "recordings"] if config.recordings.enabled else ["originate"]
         protocol = LinkProtocol(
-            outbox, Hello(agent_version=__version__, capabilities=["originate"]), timings=self._timings
+            outbox, Hello(agent_version=__version__, capabilities=capabilities), timings=self._timings
+        )
+
+        def send_recording_message(message: RecordingReady | RecordingResult) -> bool:
+            return link.send_recording_message(message)
+
+        uploader = RecordingUploader(
+            recordings,
+            config.recordings,
+            config.recordings.work_dir or Path(config.data_dir) / "recordings",
+            send_recording_message,
+            allow_http=config.cloud.url.startswith("ws://"),  # a local cloud's moto S3 is plain HTTP
+            clock=self._clock,
         )
         # link, connector and executor refer to each other; the closures resolve when first called
         interpreter = CallInterpreter(config.calls)
         gaps = GapBook(outbox) if config.cdr is not None else None
         reader = open_reader(config.cdr) if config.cdr is not None else None  # a missing driver stops us here
-        sink = OutboxSink(interpreter, outbox, lambda: link.events_stored(), gaps)
+        sink = OutboxSink(interpreter, outbox, lambda: link.events_stored(), gaps, uploader.call_ended)
         connector = AmiConnector(config.ami, sink)
 
         def report(result: CommandResult) -> None:
@@ -171,13 +197,15 @@ class Agent:
             protocol,
             on_command=executor.execute,
             on_settings=apply_settings,
+            on_recording=uploader.on_message,
             options=self._options,
             clock=self._clock,
         )
-        self.connector, self.link, self.interpreter = connector, link, interpreter
+        self.connector, self.link, self.interpreter, self.uploader = connector, link, interpreter, uploader
         tasks = {
             asyncio.create_task(connector.run(), name="ami"),
             asyncio.create_task(link.run(), name="link"),
+            asyncio.create_task(uploader.run(), name="recordings"),
             asyncio.create_task(self._watch_ami(connector, protocol, link, outbox), name="ami-state"),
             asyncio.create_task(self._stop.wait(), name="stop"),
         }
@@ -190,7 +218,7 @@ class Agent:
             await connector.stop()
             link.stop()
             for task in tasks:
-                if task.get_name() in ("ami-state", "stop", "backfill"):
+                if task.get_name() in ("ami-state", "stop", "backfill", "recordings"):
                     task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         for task in done:

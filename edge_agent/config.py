@@ -26,6 +26,10 @@
     extensions = ["reception"]   # endpoints that are extensions whatever their name
     trunks = ["1000"]            # endpoints that are trunks whatever their name
 
+    [recordings]              # MixMonitor files uploaded to the CRM (docs/recordings.md)
+    path_prefix_map = { "/var/spool/asterisk/monitor" = "/mnt/monitor" }   # PBX path -> the agent's
+    root = "/srv/asterisk-chroot"   # or EDGE_RECORDINGS_ROOT: prepended to paths no map entry matched
+
 Every problem is reported as a :class:`ConfigError` that names the setting and where it came from.
 """
 
@@ -45,6 +49,7 @@ from edge_agent.calls.interpreter import AMI_EVENT_CLASSES, AMI_EVENT_FILTERS
 from edge_agent.cdr.settings import CdrSettings
 from edge_agent.errors import ConfigError
 from edge_agent.outbox import DEFAULT_MAX_EVENTS
+from edge_agent.recordings.settings import RECORDINGS_ENVIRONMENT, RecordingsSettings
 
 __all__ = [
     "AGENT_ENVIRONMENT",
@@ -94,6 +99,7 @@ _ENVIRONMENTS = {
     "calls": CALLS_ENVIRONMENT,
     "cloud": CLOUD_ENVIRONMENT,
     "cdr": CDR_ENVIRONMENT,
+    "recordings": RECORDINGS_ENVIRONMENT,
 }
 
 
@@ -130,6 +136,7 @@ class AgentConfig(BaseModel):
     cdr: CdrSettings | None = None  # backfill from the PBX's CDR database; None = AMI only
     data_dir: Path | None = None
     outbox_max_events: int = DEFAULT_MAX_EVENTS
+    recordings: RecordingsSettings = RecordingsSettings()
 
 
 def load_config(
@@ -143,7 +150,7 @@ def load_config(
     """Merge file, environment and flags (later wins); raise :class:`ConfigError` on any problem.
 
     ``need_cloud``: the command talks to the cloud, so ``[cloud]`` and ``data_dir`` are required."""
-    sections: dict[str, dict[str, Any]] = {"ami": {}, "calls": {}, "cloud": {}, "cdr": {}}
+    sections: dict[str, dict[str, Any]] = {"ami": {}, "calls": {}, "cloud": {}, "cdr": {}, "recordings": {}}
     top: dict[str, Any] = {}
     if path is not None:
         try:
@@ -159,7 +166,8 @@ def load_config(
         unknown = set(document) - set(sections)
         if unknown:
             raise ConfigError(
-                f"config file {path}: unknown section(s) {sorted(unknown)}; expected [ami], [calls], [cloud] and [cdr] "
+                f"config file {path}: unknown section(s) {sorted(unknown)}; expected [ami], [calls], [cloud], [cdr] "
+                "and [recordings] "
                 "(and data_dir, outbox_max_events at the top)"
             )
         for name in sections:
@@ -173,6 +181,9 @@ def load_config(
             sections["calls"][field] = value if field == "extension_pattern" else _split(value)
     sections["cloud"].update({field: environ[var] for var, field in CLOUD_ENVIRONMENT.items() if environ.get(var)})
     sections["cdr"].update({field: environ[var] for var, field in CDR_ENVIRONMENT.items() if environ.get(var)})
+    sections["recordings"].update(
+        {field: environ[var] for var, field in RECORDINGS_ENVIRONMENT.items() if environ.get(var)}
+    )
     top.update({field: environ[var] for var, field in AGENT_ENVIRONMENT.items() if environ.get(var)})
     sections["ami"].update({key: value for key, value in (ami_overrides or {}).items() if value is not None})
     sections["ami"].setdefault("event_classes", AMI_EVENT_CLASSES)
@@ -200,6 +211,7 @@ def load_config(
         cdr=cdr,
         data_dir=agent.data_dir,
         outbox_max_events=agent.outbox_max_events,
+        recordings=_validate(RecordingsSettings, sections["recordings"], "recordings"),
     )
 
 

@@ -3,7 +3,8 @@
 Checks: the AMI port answers; the login works; the AMI user may run CoreShowChannels (the agent refuses to
 start without it), Filter (else it reads every event) and Originate (else click-to-call fails); the cloud
 answers the websocket upgrade; the token is accepted (401/403 vs a ``welcome``); the clock agrees with the
-cloud's HTTP ``Date`` (call times in the CRM come from this host); the outbox's depth, size and oldest event.
+cloud's HTTP ``Date`` (call times in the CRM come from this host); the outbox's depth, size and oldest event;
+where the PBX's recordings are seen from here, and whether they can become MP3.
 
 Probes never act on the PBX: the Originate permission is read from the answer to an Originate *without a
 channel*, which Asterisk refuses either as ``Permission denied`` (no permission) or ``Channel not
@@ -36,9 +37,11 @@ from edge_agent.config import AgentConfig
 from edge_agent.errors import AmiAuthError, AmiPermissionError, CdrError, LinkError, TokenRefusedError
 from edge_agent.link.client import LinkOptions, open_connection, server_date
 from edge_agent.outbox import outbox_path
+from edge_agent.recordings.files import find_converter
+from edge_agent.recordings.paths import local_path
 from wire_protocol.messages import Hello, PlanInfo, ProtocolError, Welcome, decode_cloud_message, encode
 
-__all__ = ["Check", "print_report", "run_doctor"]
+__all__ = ["Check", "check_recordings", "print_report", "run_doctor"]
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -73,6 +76,45 @@ async def run_doctor(
         checks.extend(await _check_cloud(config, timeout, clock))
     checks.extend(_check_outbox(config, clock))
     checks.extend(await asyncio.to_thread(_check_cdr, config, clock))
+    checks.extend(check_recordings(config))
+    return checks
+
+
+def check_recordings(config: AgentConfig) -> list[Check]:
+    """Is Asterisk's monitor directory visible here (through ``root``/``path_prefix_map``), can WAV become MP3,
+    and how many recordings wait in the queue."""
+    settings = config.recordings
+    if not settings.enabled:
+        return [Check("recordings", "skip", "off ([recordings] enabled / EDGE_RECORDINGS)")]
+    pbx_dir = settings.relative_dir.rstrip("/")
+    here = local_path(pbx_dir, settings)
+    if here is not None and here.is_dir():
+        where = Check("recordings files", "ok", f"the PBX's {pbx_dir} is {here} here")
+    else:
+        where = Check(
+            "recordings files",
+            "warn",
+            f"the PBX's {pbx_dir} would be {here} here, which is not a directory (yet?): set EDGE_RECORDINGS_ROOT "
+            "or [recordings] path_prefix_map if the agent sees the PBX's files elsewhere",
+        )
+    converter = find_converter(settings)
+    if settings.converter == "none":
+        mp3 = Check("recordings MP3", "ok", "conversion off: recordings are uploaded as they are (WAV)")
+    elif converter is None:
+        wanted = "lame or ffmpeg" if settings.converter == "auto" else settings.converter
+        mp3 = Check("recordings MP3", "warn", f"no {wanted} on PATH: MP3 is uploaded as WAV (apt install lame)")
+    else:
+        mp3 = Check("recordings MP3", "ok", f"{converter[0]} ({converter[1]})")
+    checks = [where, mp3]
+    if config.data_dir is not None and outbox_path(config.data_dir).exists():
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{outbox_path(config.data_dir)}?mode=ro", uri=True)) as db:
+                rows = db.execute("SELECT state, COUNT(*) FROM recordings GROUP BY state").fetchall()
+        except sqlite3.Error:
+            rows = []  # no recordings table yet: nothing queued
+        if rows:
+            queued = ", ".join(f"{count} {state}" for state, count in sorted(rows))
+            checks.append(Check("recordings queue", "ok", queued))
     return checks
 
 

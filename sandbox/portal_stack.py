@@ -93,6 +93,11 @@ class PortalStack:
         calls = {c.call_id: c for c in list_calls(self.rt, self.tenant)}
         return crm_status(self.rt, self.tenant, calls[call_id].agent_id, call_id) if call_id in calls else None
 
+    def calls_agent(self, call_id: str) -> str:
+        """The agent a PBX call came from ("" while the cloud does not have it)."""
+        calls = {c.call_id: c for c in list_calls(self.rt, self.tenant)}
+        return calls[call_id].agent_id if call_id in calls else ""
+
     def registrations(self, call_id: str) -> list[Call]:
         """The portal's registrations of one PBX call, leg by leg."""
         with self.portal.lock:

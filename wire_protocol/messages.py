@@ -45,8 +45,13 @@ __all__ = [
     "OriginateCommand",
     "PlanInfo",
     "ProtocolError",
+    "RecordingAck",
+    "RecordingFormat",
+    "RecordingReady",
+    "RecordingResult",
     "ReloadCommand",
     "SequencedEvent",
+    "UploadRecording",
     "Welcome",
     "batch_events",
     "decode_agent_message",
@@ -131,6 +136,38 @@ class Heartbeat(_Message):
     sent_at: datetime
     outbox_depth: int = Field(default=0, ge=0)
     ami_connected: bool = True
+
+
+_CallId = Annotated[str, Field(min_length=1, max_length=256)]  # a Linkedid, as in call events
+_HEADER_VALUE = r"^[^\x00-\x1f\x7f]{0,1024}$"
+RecordingFormat = Literal["wav", "mp3"]
+
+
+class RecordingReady(_Message):
+    """The call ended and its recording is complete on the agent's disk (its size stopped changing): where
+    should it go? Sent again after reconnects until the cloud answers with ``upload_recording``."""
+
+    type: Literal["recording_ready"] = "recording_ready"
+    call_id: _CallId
+    size: int = Field(ge=0)  # bytes of the file as MixMonitor left it (before any conversion)
+
+
+class RecordingResult(_Message):
+    """How the upload of a call's recording ended. ``ok``: the object is in the bucket under ``key``; else
+    ``error`` says why (a missing or unreadable file, the upload failing for good). Resent until the cloud
+    confirms it with ``recording_ack``."""
+
+    type: Literal["recording_result"] = "recording_result"
+    call_id: _CallId
+    ok: bool
+    key: str | None = Field(default=None, max_length=1024)
+    format: RecordingFormat | None = None  # what was uploaded (``wav`` when MP3 was asked but not possible)
+    size: int | None = Field(default=None, ge=0)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    #: ``missing``, ``unreadable``, ``upload_failed``, ``declined``: why there is no recording.
+    error: str | None = Field(default=None, max_length=64)
+    #: Human words for the call's CRM status ("MP3 asked, no lame/ffmpeg on the agent: uploaded WAV").
+    note: str = Field(default="", max_length=500)
 
 
 # -- cloud -> agent -------------------------------------------------------------------------------------
@@ -222,16 +259,46 @@ class ErrorMessage(_Message):
     about: str | None = None  # the offending message's type, when it had one
 
 
+class UploadRecording(_Message):
+    """The answer to ``recording_ready``: a pre-signed HTTPS ``PUT`` for the file (the websocket never carries
+    recordings: 32 KB frames), the ``headers`` to send with it, and the ``format`` the tenant wants. Without
+    ``url`` the recording is not wanted (``reason``); with ``retry`` the agent asks again later."""
+
+    type: Literal["upload_recording"] = "upload_recording"
+    call_id: _CallId
+    url: str | None = Field(default=None, max_length=8192, pattern=r"^https?://[^\s]+$")
+    headers: dict[str, Annotated[str, Field(pattern=_HEADER_VALUE)]] = Field(default_factory=dict, max_length=20)
+    key: str | None = Field(default=None, max_length=1024)
+    format: RecordingFormat = "mp3"
+    expires_at: datetime | None = None
+    #: Without ``url``: ``disabled``, ``not_licensed``, ``already_uploaded``, ``unknown_call``, ...
+    reason: str | None = Field(default=None, max_length=200)
+    retry: bool = False
+
+
+class RecordingAck(_Message):
+    """The cloud stored the ``recording_result`` of ``call_id``: the agent forgets the recording."""
+
+    type: Literal["recording_ack"] = "recording_ack"
+    call_id: _CallId
+
+
 AgentMessage = Annotated[
-    Hello | CallEventsBatch | CommandResult | Heartbeat | ErrorMessage, Field(discriminator="type")
+    Hello | CallEventsBatch | CommandResult | Heartbeat | RecordingReady | RecordingResult | ErrorMessage,
+    Field(discriminator="type"),
 ]
-CloudMessage = Annotated[Welcome | Ack | Command | AgentSettings | ErrorMessage, Field(discriminator="type")]
+CloudMessage = Annotated[
+    Welcome | Ack | Command | AgentSettings | UploadRecording | RecordingAck | ErrorMessage,
+    Field(discriminator="type"),
+]
 
 _SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _AGENT: TypeAdapter[AgentMessage] = TypeAdapter(AgentMessage)
 _CLOUD: TypeAdapter[CloudMessage] = TypeAdapter(CloudMessage)
-_AGENT_TYPES: Final = frozenset({"hello", "call_events", "command_result", "heartbeat", "error"})
-_CLOUD_TYPES: Final = frozenset({"welcome", "ack", "command", "settings", "error"})
+_AGENT_TYPES: Final = frozenset(
+    {"hello", "call_events", "command_result", "heartbeat", "recording_ready", "recording_result", "error"}
+)
+_CLOUD_TYPES: Final = frozenset({"welcome", "ack", "command", "settings", "upload_recording", "recording_ack", "error"})
 
 
 def encode(message: BaseModel) -> str:

@@ -20,7 +20,8 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -44,6 +45,8 @@ MAX_BATCH = 50  # DOC settings/how-to-call-rest-api/batch.md
 MAX_REDIRECTS = 3
 _COMMAND_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _METHOD = re.compile(r"^[A-Za-z][A-Za-z0-9_.]{0,127}$")
+_FIELD_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_FILE_NAME = re.compile(r"[^\x00-\x1f\"\\/]{1,200}")
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,55 @@ class Bitrix24Client:
         totals = {k: v for k, v in _by_key(body.get("result_total")).items() if isinstance(v, int)}
         nexts = {k: v for k, v in _by_key(body.get("result_next")).items() if isinstance(v, int)}
         return BatchResult(_by_key(body.get("result")), errors, totals, nexts)
+
+    def upload_file(
+        self, url: str, field_name: str, filename: str, chunks: Iterable[bytes], size: int, content_type: str
+    ) -> Any:
+        """attachRecord's second step (protocols.md §A7.5): POST the file to the ``uploadUrl`` Bitrix24 gave, as
+        ``multipart/form-data`` field ``field_name``, streamed (``size`` bytes from ``chunks``, never all in
+        memory). Only to the portal's own host: the URL comes from a response, and the file must not go
+        anywhere else. Raises like :meth:`call` (a 5xx or a dropped connection: :class:`PortalUnavailable`)."""
+        method = "upload"
+        endpoint, target = urlsplit(self.tenant.client_endpoint), urlsplit(url)
+        if (target.scheme, target.netloc) != (endpoint.scheme, endpoint.netloc):
+            raise MethodError("", f"uploadUrl is not on the portal's host {endpoint.netloc}", None, method)
+        if not _FIELD_NAME.fullmatch(field_name) or not _FILE_NAME.fullmatch(filename):
+            raise MethodError("", "attachRecord gave an unusable field or file name", None, method)
+        boundary = uuid.uuid4().hex
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field_name}"; filename="{filename}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n"
+        ).encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+
+        def body() -> Iterator[bytes]:
+            yield head
+            yield from chunks
+            yield tail
+
+        headers = {
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Length": str(len(head) + size + len(tail)),
+        }
+        try:
+            response = self.rt.http.post(
+                url, content=body(), headers=headers, timeout=httpx.Timeout(300.0, connect=5.0)
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise PortalUnavailable(type(exc).__name__, maybe_executed=False, method=method) from None
+        except httpx.TransportError as exc:
+            raise PortalUnavailable(type(exc).__name__, maybe_executed=True, method=method) from None
+        answer = classify(response.status_code, response.content, now=self.policy.wall_clock())
+        if answer.kind == "ok":
+            return answer.result
+        if answer.kind == "method_error":
+            raise MethodError(answer.code, self._redact(answer.description), answer.status, method)
+        if answer.kind == "auth_lost":
+            raise AuthorizationLost(self.tenant.tenant, f"{method}: {answer.code} {answer.description!r}")
+        if answer.kind in ("rate_limited", "operation_limit"):
+            raise RateLimited(max(answer.retry_after, self.policy.rate_limited_retry_after), answer.code, method)
+        # expired token (the URL carries the token of the first step), 5xx, a redirect: do both steps again later
+        raise PortalUnavailable(answer.code or answer.kind, maybe_executed=answer.maybe_executed, method=method)
 
     # -- the request loop ---------------------------------------------------------------------------------------
     def _request(self, method: str, params: dict[str, Any], *, read_only: bool) -> Answer:

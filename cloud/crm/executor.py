@@ -15,17 +15,17 @@ Transport failures (:class:`~cloud.bitrix24.errors.RateLimited`, ``PortalUnavail
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cloud.bitrix24.client import BatchResult
 from cloud.bitrix24.errors import MethodError
 
-from .operations import CreateClient, CreateTask, FindClient, Finish, Hide, Operation, Register, Show
+from .operations import AttachRecord, CreateClient, CreateTask, FindClient, Finish, Hide, Operation, Register, Show
 from .progress import ClientInfo, CrmProgress, apply_outcome
 
-__all__ = ["Execution", "RestClient", "execute", "request_of"]
+__all__ = ["Execution", "RecordUpload", "RestClient", "execute", "request_of"]
 
 log = logging.getLogger("cloud.crm")
 
@@ -36,6 +36,10 @@ class RestClient(Protocol):
     def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any: ...
 
     def batch(self, commands: Mapping[str, tuple[str, Mapping[str, Any]]], *, halt: bool = False) -> BatchResult: ...
+
+
+#: attachRecord's second step: ``(operation, uploadUrl, fieldName)`` → Bitrix24's answer (raises like a call).
+RecordUpload = Callable[[AttachRecord, str, str], Any]
 
 
 @dataclass
@@ -105,6 +109,9 @@ def request_of(op: Operation, call_id: str | None) -> tuple[str, dict[str, Any]]
             if op.crm_bindings:
                 task["UF_CRM_TASK"] = list(op.crm_bindings)
             return "tasks.task.add", {"fields": task}
+        case AttachRecord():
+            # FILENAME alone: the two-step upload (the file goes to uploadUrl), best for large files (§A7.5)
+            return "telephony.externalCall.attachRecord", {"CALL_ID": op.call_id, "FILENAME": op.filename}
     raise AssertionError(f"unknown operation {op!r}")  # pragma: no cover
 
 
@@ -113,10 +120,16 @@ def _leg_of(op: Operation) -> int | None:
 
 
 def execute(
-    client: RestClient, progress: CrmProgress, ops: list[Operation], *, finish_sent_before: set[int]
+    client: RestClient,
+    progress: CrmProgress,
+    ops: list[Operation],
+    *,
+    finish_sent_before: set[int],
+    upload: RecordUpload | None = None,
 ) -> Execution:
     """Send ``ops`` as one request and fold the answers in. ``finish_sent_before``: legs whose ``finish`` was
-    already sent by an earlier, interrupted pass (the progress is marked before sending)."""
+    already sent by an earlier, interrupted pass (the progress is marked before sending). ``upload``: how an
+    ``AttachRecord`` (always alone in its plan) sends the file to the ``uploadUrl`` Bitrix24 answers."""
     registering = {op.leg for op in ops if isinstance(op, Register)}
     requests: dict[str, tuple[str, dict[str, Any]]] = {}
     for op in ops:
@@ -130,7 +143,10 @@ def execute(
         (op,) = ops
         method, params = requests[op.key]
         try:
-            _done(outcome, op, client.call(method, params))
+            result = client.call(method, params)
+            if isinstance(op, AttachRecord):
+                result = _upload_record(op, result, upload)
+            _done(outcome, op, result)
         except MethodError as exc:
             _refused(outcome, op, exc, finish_sent_before)
         return outcome
@@ -144,6 +160,16 @@ def execute(
                 continue  # it referred to a CALL_ID that was never made: not executed, nothing learned
             _refused(outcome, op, answer.errors[op.key], finish_sent_before)
     return outcome
+
+
+def _upload_record(op: AttachRecord, answer: Any, upload: RecordUpload | None) -> Any:
+    method = "telephony.externalCall.attachRecord"
+    url = answer.get("uploadUrl") if isinstance(answer, dict) else None
+    if not isinstance(url, str) or not url:
+        raise MethodError("", "attachRecord answered without an uploadUrl", None, method)
+    if upload is None:
+        raise MethodError("", "this Bitrix24 client cannot upload files", None, method)
+    return upload(op, url, str(answer.get("fieldName") or "file"))
 
 
 def _done(outcome: Execution, op: Operation, result: Any) -> None:

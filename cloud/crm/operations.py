@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "AttachRecord",
     "CreateClient",
     "CreateTask",
     "FindClient",
@@ -126,6 +127,23 @@ class CreateTask(_Op):
         return "create_task"
 
 
+class AttachRecord(_Op):
+    """The call's recording on its last leg (``telephony.externalCall.attachRecord``, after ``finish``), by the
+    two-step upload: ``FILENAME`` → ``uploadUrl``, then the S3 object streamed to it. Repeating it is harmless
+    (Bitrix24 keeps one record per CALL_ID, the last one attached)."""
+
+    op: Literal["attach_record"] = "attach_record"
+    leg: int
+    call_id: str  # the leg's Bitrix24 CALL_ID
+    object_key: str  # in the recordings bucket
+    filename: str  # ``.wav`` or ``.mp3``: Bitrix24 refuses anything else
+
+    @property
+    def key(self) -> str:
+        return "attach_record"
+
+
 Operation = Annotated[
-    Register | Show | Hide | Finish | FindClient | CreateClient | CreateTask, Field(discriminator="op")
+    Register | Show | Hide | Finish | FindClient | CreateClient | CreateTask | AttachRecord,
+    Field(discriminator="op"),
 ]

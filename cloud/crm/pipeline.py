@@ -33,8 +33,8 @@ from cloud.runtime import Runtime
 from cloud.storage.dynamo import error_code, from_item, to_item
 
 from .directory import Directory, load_directory, needs_refresh, refresh_directory, save_directory
-from .executor import RestClient, execute
-from .planner import Plan, PlanContext, plan
+from .executor import RecordUpload, RestClient, execute
+from .planner import Plan, PlanContext, RecordingRef, plan
 from .progress import CrmProgress, mark_attempted
 from .settings import CrmSettings, load_settings
 
@@ -78,6 +78,7 @@ class Entitled:
     lead_creation: bool = True
     responsible_routing: bool = True
     card_users: frozenset[int] | None = None
+    recordings: bool = True
 
 
 def licensed(rt: Runtime, tenant: str, candidates: list[int], now: datetime) -> Entitled:
@@ -95,6 +96,7 @@ def licensed(rt: Runtime, tenant: str, candidates: list[int], now: datetime) -> 
         lead_creation=granted.allows("lead_creation"),
         responsible_routing=granted.allows("responsible_routing"),
         card_users=card_users,
+        recordings=granted.allows("recordings"),
     )
 
 
@@ -107,11 +109,26 @@ def _client_for(rt: Runtime, tenant: str) -> RestClient:
     return client
 
 
+def _record_upload(rt: Runtime, client: RestClient) -> RecordUpload | None:
+    from cloud.recordings.attach import record_upload
+
+    return record_upload(rt, client)
+
+
+def _recording(rt: Runtime, tenant: str, call: CallState) -> RecordingRef | None:
+    from cloud.recordings.store import get_recording
+
+    item = get_recording(rt, tenant, call.agent_id, call.call_id)
+    return None if item is None else RecordingRef(item.state, item.key, item.filename)
+
+
 @dataclass
 class CrmServices:
-    """The pipeline's collaborators, injectable: the Bitrix24 client, the clock, the license."""
+    """The pipeline's collaborators, injectable: the Bitrix24 client, the clock, the license, the uploader of
+    recordings."""
 
     client_for: Callable[[Runtime, str], RestClient] = _client_for
+    record_upload: Callable[[Runtime, RestClient], RecordUpload | None] = _record_upload
     now: Callable[[], datetime] = clock.now
     entitled: Callable[[Runtime, str, list[int], datetime], Entitled] = licensed
     random: Callable[[], float] = field(default_factory=lambda: random.Random().random)
@@ -317,6 +334,8 @@ def _context(rt: Runtime, services: CrmServices, tenant: str, call: CallState, c
         calls_to_crm=entitled.calls_to_crm,
         lead_creation=entitled.lead_creation,
         responsible_routing=entitled.responsible_routing,
+        recordings=settings.recordings.enabled and entitled.recordings,
+        recording=_recording(rt, tenant, call) if call.summary is not None else None,
     )
 
 
@@ -381,7 +400,8 @@ def process_call(
             client = services.client_for(rt, tenant)
             ctx = _context(rt, services, tenant, call, client)
             progress = _adopt_click_to_call(progress, ctx)
-            progress, step, stale = _run_steps(worker, client, call, progress, ctx)
+            upload = services.record_upload(rt, client)
+            progress, step, stale = _run_steps(worker, client, call, progress, ctx, upload)
             _record_unmapped(rt, tenant, step.unmapped, services.now())
             if stale:  # Bitrix24 refused a user we mapped: read the users again and replan
                 forget_cached(rt, tenant)
@@ -411,7 +431,12 @@ def process_call(
 
 
 def _run_steps(
-    worker: _Worker, client: RestClient, call: CallState, progress: CrmProgress, ctx: PlanContext
+    worker: _Worker,
+    client: RestClient,
+    call: CallState,
+    progress: CrmProgress,
+    ctx: PlanContext,
+    upload: RecordUpload | None = None,
 ) -> tuple[CrmProgress, Plan, bool]:
     """Plan and execute until done, blocked or stuck; the flag: the user map proved stale."""
     step = plan(call, progress, ctx)
@@ -425,7 +450,7 @@ def _run_steps(
             # (a finish, a client creation). Shows and hides need none: repeating them is harmless.
             worker.save(marked, "sending")
         progress = worker.latest = marked
-        execution = execute(client, progress, step.ops, finish_sent_before=sent_before)
+        execution = execute(client, progress, step.ops, finish_sent_before=sent_before, upload=upload)
         progress = execution.progress
         if execution.refusals:
             progress = progress.model_copy(
@@ -530,7 +555,8 @@ def sweep_for(rt: Runtime, seconds: float, services: CrmServices | None = None, 
 
 
 def crm_status(rt: Runtime, tenant: str, agent_id: str, call_id: str) -> dict[str, Any] | None:
-    """The call's CRM item (status, detail, progress) for support, the settings page and tests."""
+    """The call's CRM item (status, detail, progress, and ``recording``: its state, format, error and note) for
+    support, the settings page and tests."""
     response = rt.dynamodb.get_item(
         TableName=rt.tables.crm_calls,
         Key=to_item({"tenant": tenant, "call_key": call_key(agent_id, call_id)}),
@@ -541,4 +567,15 @@ def crm_status(rt: Runtime, tenant: str, agent_id: str, call_id: str) -> dict[st
     item = from_item(response["Item"])
     if item.get("progress"):
         item["progress"] = CrmProgress.model_validate_json(item["progress"])
+    from cloud.recordings.store import get_recording
+
+    recording = get_recording(rt, tenant, agent_id, call_id)
+    if recording is not None:  # what became of the call's recording, in the agent's words when it failed
+        item["recording"] = {
+            "state": recording.state,
+            "format": recording.format,
+            "size": recording.size,
+            "error": recording.error,
+            "note": recording.note,
+        }
     return item

@@ -30,14 +30,23 @@ from cloud.calls.state import CallState
 
 from .directory import Directory
 from .numbers import PhoneNumber, normalize
-from .operations import CreateClient, CreateTask, FindClient, Finish, Hide, Operation, Register, Show
+from .operations import AttachRecord, CreateClient, CreateTask, FindClient, Finish, Hide, Operation, Register, Show
 from .progress import CrmProgress
 from .settings import CrmSettings
 
-__all__ = ["Leg", "Plan", "PlanContext", "legs_of", "plan", "status_code"]
+__all__ = ["Leg", "Plan", "PlanContext", "RecordingRef", "legs_of", "plan", "status_code"]
 
 #: ``TYPE`` of ``telephony.externalCall.register``.
 OUTGOING, INCOMING, INCOMING_REDIRECTED = 1, 2, 3
+
+
+@dataclass(frozen=True)
+class RecordingRef:
+    """The call's recording as the cloud holds it (``cloud.recordings``)."""
+
+    state: str  # requested (being uploaded) | uploaded | failed | expired
+    object_key: str
+    filename: str
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,10 @@ class PlanContext:
     calls_to_crm: bool = True
     lead_creation: bool = True
     responsible_routing: bool = True
+    #: Recordings go to the CRM: the settings' ``recordings.enabled`` and the license's ``recordings``.
+    recordings: bool = False
+    #: The call's recording, once the agent offered one (``None``: it never did, nothing to wait for).
+    recording: RecordingRef | None = None
 
 
 @dataclass(frozen=True)
@@ -184,7 +197,29 @@ class _Planner:
             if any(isinstance(op, FindClient) for op in leg_ops):
                 break  # the owner of this leg depends on the answer
         done = ended and not ops and blocked is None and all(self.progress.leg(leg.index).finished for leg in legs)
+        if done:
+            record = self.record_ops(legs[-1])
+            if record is not None:  # the recording is still to come ([]) or to attach
+                return Plan(ops=record, unmapped=tuple(self.unmapped))
         return Plan(ops=ops, blocked=blocked, done=done, unmapped=tuple(self.unmapped))
+
+    def record_ops(self, last: Leg) -> list[Operation] | None:
+        """After the last leg's finish (Bitrix24 attaches only to finished calls): the whole call's recording
+        (one file per Linkedid, transfers and queues included) on the last leg. ``[]``: it is being uploaded;
+        ``None``: nothing (more) to do."""
+        recording, progress = self.ctx.recording, self.progress
+        if not self.ctx.recordings or recording is None or progress.record_attached == recording.object_key:
+            return None
+        if recording.state == "requested":
+            return []
+        if recording.state != "uploaded":
+            return None  # failed on the agent or expired: there is nothing to attach
+        adopted = self.ctx.click_to_call_id if last.index == 0 else None
+        call_id = progress.leg(last.index).call_id or adopted
+        if call_id is None:
+            return None
+        op = AttachRecord(leg=last.index, call_id=call_id, object_key=recording.object_key, filename=recording.filename)
+        return [op]
 
     def leg_ops(self, leg: Leg, *, current: bool, ended: bool) -> tuple[list[Operation], str | None]:
         progress = self.progress.leg(leg.index)

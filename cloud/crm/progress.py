@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .operations import CreateClient, CreateTask, FindClient, Finish, Hide, Operation, Register, Show
+from .operations import AttachRecord, CreateClient, CreateTask, FindClient, Finish, Hide, Operation, Register, Show
 
 __all__ = ["ClientInfo", "CrmProgress", "LegProgress", "apply_outcome", "mark_attempted"]
 
@@ -52,6 +52,9 @@ class CrmProgress(BaseModel):
     created_client: ClientInfo | None = None
     task_attempted: bool = False
     task_id: int | None = None
+    #: The recording: tried (write-ahead, informational: repeating it is harmless) and attached (its S3 key).
+    record_attempted: bool = False
+    record_attached: str | None = None
     #: Why the call is not (yet) in the CRM, for the settings page (``None`` once it is in).
     blocked: str | None = None
     #: Extensions this call met that have no Bitrix24 user (their cards could not open).
@@ -80,6 +83,8 @@ def mark_attempted(progress: CrmProgress, ops: list[Operation]) -> CrmProgress:
                 progress = progress.with_leg(op.leg, finish_attempted=True)
             case CreateTask():
                 progress = progress.model_copy(update={"task_attempted": True})
+            case AttachRecord():
+                progress = progress.model_copy(update={"record_attempted": True})
             case CreateClient():
                 # forget the lookup: a retry must look again, the interrupted attempt may have created it
                 progress = progress.model_copy(update={"client_create_attempted": True, "client": None})
@@ -132,6 +137,8 @@ def apply_outcome(progress: CrmProgress, op: Operation, result: Any) -> CrmProgr
             except (TypeError, ValueError):
                 task_id = None
             return progress.model_copy(update={"task_id": task_id})
+        case AttachRecord():
+            return progress.model_copy(update={"record_attached": op.object_key})
     raise AssertionError(f"unknown operation {op!r}")  # pragma: no cover
 
 

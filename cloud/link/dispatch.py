@@ -13,6 +13,8 @@ Every frame is checked against the connection registry and the agent's revocatio
 ``heartbeat``       refresh last-seen; no answer
 ``command_result``  store it (only for a command sent to this agent); a failed click-to-call is finished in
                     Bitrix24 (:func:`cloud.clicktocall.on_command_failed`), or left unconfirmed to come again
+``recording_ready`` answer ``upload_recording``: a pre-signed URL, or why not (:mod:`cloud.recordings.service`)
+``recording_result`` record it, answer ``recording_ack``, and let the CRM attach the recording
 ``error``           log it; never answered (two peers must not trade errors forever)
 ==================  ==================================================================================
 
@@ -41,6 +43,7 @@ from cloud.clock import now
 from cloud.crm.pipeline import process_call, request_crm
 from cloud.errors import UnknownAgent
 from cloud.link.acks import advance
+from cloud.recordings.service import on_recording_ready, on_recording_result
 from cloud.runtime import Runtime
 from wire_protocol.call_events import CallEvent, CallStarted
 from wire_protocol.messages import (
@@ -52,6 +55,8 @@ from wire_protocol.messages import (
     Hello,
     PlanInfo,
     ProtocolError,
+    RecordingReady,
+    RecordingResult,
     SequencedEvent,
     Welcome,
     decode_agent_message,
@@ -161,6 +166,13 @@ def _handle(rt: Runtime, connection_id: str, body: str | bytes | None) -> Outcom
                 code="not_authorized", message="that command was not sent to this agent", about="command_result"
             )
             return Outcome([error, confirm], conn=conn)
+        case RecordingReady():
+            return Outcome([on_recording_ready(rt, conn.tenant, conn.agent_id, message, now())], conn=conn)
+        case RecordingResult():
+            ack, crm = on_recording_result(rt, conn.tenant, conn.agent_id, message, now())
+            if crm:  # before the ack, as for events: an acknowledged result always has its CRM work recorded
+                request_crm(rt, conn.tenant, conn.agent_id, message.call_id, now())
+            return Outcome([ack], conn=conn, crm_calls=[message.call_id] if crm else [])
         case ErrorMessage():
             log.warning("agent %s/%s reports %s: %s", conn.tenant, conn.agent_id, message.code, message.message)
             return Outcome(conn=conn)

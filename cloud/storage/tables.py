@@ -139,6 +139,20 @@ TABLES: Final[dict[str, dict[str, Any]]] = {
         "AttributeDefinitions": _s("pk"),
         "BillingMode": "PAY_PER_REQUEST",
     },
+    # Call recordings per tenant (``cloud.recordings``), same key as ``calls``: the S3 object, its state, and
+    # while it is kept ``expiry_shard``/``expires_on``, the sparse ``by_expiry`` index the retention sweep reads.
+    "recordings": {
+        "KeySchema": _key("tenant", "call_key"),
+        "AttributeDefinitions": _s("tenant", "call_key", "expiry_shard", "expires_on"),
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": "by_expiry",
+                "KeySchema": _key("expiry_shard", "expires_on"),
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    },
 }
 
 #: The TTL attribute of the tables that have one (enabled after creation: it is not a CreateTable argument).
@@ -208,6 +222,10 @@ class TableNames:
     @property
     def web_sessions(self) -> str:
         return self.prefix + "web_sessions"
+
+    @property
+    def recordings(self) -> str:
+        return self.prefix + "recordings"
 
 
 def create_tables(client: Any, prefix: str) -> list[str]:

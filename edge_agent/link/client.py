@@ -24,8 +24,25 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from edge_agent import __version__
 from edge_agent.backoff import Backoff
 from edge_agent.errors import LinkError, TokenRefusedError
-from edge_agent.link.protocol import ApplySettings, Close, Effect, LinkProtocol, OpenCandidate, RunCommand, Send
-from wire_protocol.messages import MAX_MESSAGE_BYTES, AgentSettings, Command
+from edge_agent.link.protocol import (
+    ApplySettings,
+    Close,
+    Effect,
+    LinkProtocol,
+    OpenCandidate,
+    RecordingMessage,
+    RunCommand,
+    Send,
+)
+from wire_protocol.messages import (
+    MAX_MESSAGE_BYTES,
+    AgentSettings,
+    Command,
+    RecordingAck,
+    RecordingReady,
+    RecordingResult,
+    UploadRecording,
+)
 
 __all__ = ["LinkClient", "LinkOptions", "open_connection"]
 
@@ -111,6 +128,7 @@ class LinkClient:
         *,
         on_command: Callable[[Command], Awaitable[None]],
         on_settings: Callable[[AgentSettings], None] = lambda settings: None,
+        on_recording: Callable[[UploadRecording | RecordingAck], None] = lambda message: None,
         options: LinkOptions | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -120,6 +138,7 @@ class LinkClient:
         self.options = options or LinkOptions()
         self._on_command = on_command
         self._on_settings = on_settings
+        self._on_recording = on_recording
         self._clock = clock
         self._backoff = Backoff(self.options.reconnect_initial, self.options.reconnect_max)
         self._refused_backoff = Backoff(self.options.refused_initial, self.options.refused_max)
@@ -197,6 +216,12 @@ class LinkClient:
         self._links_changed.set()
         self._timers_changed.set()
 
+    def send_recording_message(self, message: RecordingReady | RecordingResult) -> bool:
+        """Send an uploader message now if a welcomed connection is up; ``False``: none is (ask again later)."""
+        effects = self.protocol.send_recording_message(message, self._clock())
+        self.apply(effects)
+        return bool(effects)
+
     def events_stored(self) -> None:
         """Call after events went into the outbox."""
         self.apply(self.protocol.events_stored(self._clock()))
@@ -222,6 +247,8 @@ class LinkClient:
                 self._spawn(self._on_command(effect.command))
             elif isinstance(effect, ApplySettings):
                 self._on_settings(effect.settings)
+            elif isinstance(effect, RecordingMessage):
+                self._on_recording(effect.message)
         self._links_changed.set()
         self._timers_changed.set()
 

@@ -39,7 +39,11 @@ from wire_protocol.messages import (
     Heartbeat,
     Hello,
     ProtocolError,
+    RecordingAck,
+    RecordingReady,
+    RecordingResult,
     SequencedEvent,
+    UploadRecording,
     Welcome,
     batch_events,
     decode_cloud_message,
@@ -54,6 +58,7 @@ __all__ = [
     "LinkTimings",
     "OpenCandidate",
     "OutboxPort",
+    "RecordingMessage",
     "RunCommand",
     "Send",
 ]
@@ -127,7 +132,14 @@ class ApplySettings:
     settings: AgentSettings
 
 
-Effect = Send | Close | OpenCandidate | RunCommand | ApplySettings
+@dataclass(frozen=True, slots=True)
+class RecordingMessage:
+    """The cloud answered about a recording (``upload_recording``, ``recording_ack``): the uploader's business."""
+
+    message: UploadRecording | RecordingAck
+
+
+Effect = Send | Close | OpenCandidate | RunCommand | ApplySettings | RecordingMessage
 
 
 @dataclass(slots=True)
@@ -237,6 +249,13 @@ class LinkProtocol:
             return []  # sent after the next welcome, from the outbox
         return [self._send(conn, result, now)]
 
+    def send_recording_message(self, message: RecordingReady | RecordingResult, now: float) -> list[Effect]:
+        """The uploader's messages go on any welcomed connection (a renewal's old one too); with none up they
+        are not queued: the uploader asks again later (its state is in the outbox file)."""
+        self._observe(now)
+        conn = self._ready(allow_draining=True)
+        return [] if conn is None else [self._send(conn, message, now)]
+
     def set_ami_connected(self, connected: bool, now: float) -> list[Effect]:
         """Tell the cloud at once when the PBX link goes down or comes back (a heartbeat carries it)."""
         self._observe(now)
@@ -344,6 +363,8 @@ class LinkProtocol:
             return [RunCommand(message)]
         if isinstance(message, AgentSettings):
             return [ApplySettings(message)]
+        if isinstance(message, UploadRecording | RecordingAck):
+            return [RecordingMessage(message)]
         return self._on_error(conn, message, now)
 
     def _on_welcome(self, conn: _Conn, welcome: Welcome, now: float) -> list[Effect]:
@@ -507,7 +528,10 @@ class LinkProtocol:
         return self._send(conn, beat, now)
 
     def _send(
-        self, conn: _Conn, message: Hello | CallEventsBatch | CommandResult | Heartbeat | ErrorMessage, now: float
+        self,
+        conn: _Conn,
+        message: Hello | CallEventsBatch | CommandResult | Heartbeat | RecordingReady | RecordingResult | ErrorMessage,
+        now: float,
     ) -> Send:
         conn.last_sent = now
         return Send(conn.id, encode(message))

@@ -94,6 +94,7 @@ def banner(cloud: CloudLocal) -> str:
     for name, url in cloud.urls().items():
         lines.append(f"  {name:<9} {url:<34} {_DESCRIBE.get(name, '')}".rstrip())
     lines.append(f"  tables    {', '.join(cloud.tables) or '(none)'}")
+    lines.append(f"  buckets   {', '.join(cloud.buckets) or '(none)'}")
     lines.append("environment the app runs with (for scripts against the same stack):")
     lines.extend(f"  export {name}={value}" for name, value in sorted(cloud.environment.items()))
     return "\n".join(lines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +44,13 @@ async def _until(predicate: Callable[[], bool], timeout: float) -> None:
 
 @contextlib.asynccontextmanager
 async def running_agent(
-    ami: AmiLogin, cloud_url: str, token: str, data_dir: str | Path, *, timeout: float = 30.0
+    ami: AmiLogin,
+    cloud_url: str,
+    token: str,
+    data_dir: str | Path,
+    *,
+    timeout: float = 30.0,
+    extra_env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Agent]:
     """An ``Agent`` (what ``edge-agent run`` runs) welcomed by the cloud and logged in to AMI; stopped on exit."""
     environ = {
@@ -55,6 +61,7 @@ async def running_agent(
         "EDGE_CLOUD_URL": cloud_url,
         "EDGE_TOKEN": token,
         "EDGE_DATA_DIR": str(data_dir),
+        **(extra_env or {}),
     }
     agent = Agent(load_config(environ, need_cloud=True), options=LinkOptions(reconnect_initial=0.1))
     task = asyncio.create_task(agent.run())

@@ -46,6 +46,8 @@ log = logging.getLogger("sandbox.cloud_local")
 
 DEFAULT_APP = "cloud.app:app"
 DEFAULT_TABLES = "cloud.storage.tables:create_tables"
+#: Creates the app's S3 buckets in moto: ``(s3 client) -> names`` (the app's settings come from the environment).
+DEFAULT_BUCKETS = "cloud.recordings.bucket:create_app_buckets"
 #: moto: AWS in-process (default). dynamodb-endpoint: an external DynamoDB (moto_server, DynamoDB Local).
 #: aws: real AWS with the ambient credentials (AWS_PROFILE, ...): only ever chosen explicitly.
 AwsMode = Literal["moto", "dynamodb-endpoint", "aws"]
@@ -54,6 +56,7 @@ _DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "
 _AMBIENT_AWS = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL")
 
 TableCreator = Callable[[Any, str], Sequence[str]]
+BucketCreator = Callable[[Any], Sequence[str]]
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,8 @@ class CloudLocalConfig:
     concurrent_messages: bool = False  # see GatewaySettings.concurrent_messages
     #: Creates the app's tables: ``(dynamodb client, prefix) -> names``, or its ``"module:function"`` path.
     create_tables: TableCreator | str = DEFAULT_TABLES
+    #: Creates the app's buckets (with ``aws="moto"`` only), or ``None``.
+    create_buckets: BucketCreator | str | None = DEFAULT_BUCKETS
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -143,6 +148,7 @@ class CloudLocal:
         self.services = list(services)
         self.environment: dict[str, str] = {}
         self.tables: list[str] = []
+        self.buckets: list[str] = []
         self.table_prefix = config.table_prefix if config and config.table_prefix else "pbxlink-local-"
         self._saved_env: dict[str, str | None] = {}
         self._moto: ThreadedMotoServer | None = None
@@ -233,6 +239,12 @@ class CloudLocal:
             if isinstance(creator, str):
                 creator = load_table_creator(creator)
             self.tables = sorted(await asyncio.to_thread(creator, self.dynamodb, self.table_prefix))
+            if config.aws == "moto" and config.create_buckets is not None:
+                buckets = config.create_buckets
+                if isinstance(buckets, str):
+                    buckets = _load(buckets, "create_app_buckets")
+                s3 = boto3.client("s3", region_name=config.region, endpoint_url=self._dynamodb_url)
+                self.buckets = sorted(await asyncio.to_thread(buckets, s3))
             self._rest = LocalRestServer(self._app, config.host, config.rest_port)
             if not os.environ.get("PUBLIC_BASE_URL"):  # where Bitrix24 (the emulator) posts events to us
                 self._set_env({"PUBLIC_BASE_URL": self._rest.url})

@@ -57,7 +57,10 @@ def config(
         "EDGE_TOKEN": token,
         "EDGE_DATA_DIR": str(tmp_path),
         "EDGE_OUTBOX_MAX_EVENTS": "10",
+        "EDGE_RECORDINGS_ROOT": str(tmp_path / "pbx"),
+        "EDGE_RECORDINGS_CONVERTER": "none",
     }
+    (tmp_path / "pbx/var/spool/asterisk/monitor").mkdir(parents=True, exist_ok=True)
     return load_config(environ, need_cloud=True)
 
 
@@ -78,6 +81,8 @@ async def test_all_good(tmp_path: Path, ami: FakeAmiServer, cloud: FakeCloud) ->
         "license": "skip",  # the fake cloud does not say
         "clock": "ok",  # the fake cloud's HTTP Date is this host's clock
         "outbox": "ok",
+        "recordings files": "ok",
+        "recordings MP3": "ok",
     }
     out = io.StringIO()
     assert print_report(checks, out) is True

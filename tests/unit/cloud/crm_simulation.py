@@ -15,7 +15,17 @@ from typing import Any
 
 from cloud.calls.state import CallState, apply_event
 from cloud.crm.directory import Directory, DirectoryUser
-from cloud.crm.operations import CreateClient, CreateTask, FindClient, Finish, Hide, Operation, Register, Show
+from cloud.crm.operations import (
+    AttachRecord,
+    CreateClient,
+    CreateTask,
+    FindClient,
+    Finish,
+    Hide,
+    Operation,
+    Register,
+    Show,
+)
 from cloud.crm.planner import Plan, PlanContext, plan
 from cloud.crm.progress import CrmProgress, apply_outcome, mark_attempted
 from cloud.crm.settings import CrmSettings
@@ -70,6 +80,9 @@ class MiniPortal:
             case CreateTask():
                 self.next_id += 1
                 return {"task": {"id": str(self.next_id)}}
+            case AttachRecord():
+                self.next_id += 1
+                return {"FILE_ID": self.next_id}
         raise AssertionError(op)
 
 
@@ -90,6 +103,8 @@ def describe(op: Operation) -> str:
             return f"create {op.kind} assigned={op.assigned_by}"
         case CreateTask():
             return f"task for={op.responsible} about={','.join(op.crm_bindings) or '-'}"
+        case AttachRecord():
+            return f"attach {op.leg} {op.call_id} {op.filename}"
     raise AssertionError(op)
 
 

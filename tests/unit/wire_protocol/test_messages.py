@@ -141,3 +141,41 @@ def test_values_the_cloud_could_never_store_are_refused_at_the_door() -> None:
     with pytest.raises(ProtocolError) as caught:
         decode_agent_message(json.dumps({"type": "t" * 20_000}))
     assert len(caught.value.message) < 200  # the error quotes only the start of the bad value
+
+
+def test_recording_messages_round_trip_and_stay_small() -> None:
+    from wire_protocol.messages import RecordingAck, RecordingReady, RecordingResult, UploadRecording
+
+    url = "https://pbxlink-recordings.s3.amazonaws.com/" + "t" * 64 + "/ag_0123456789abcdef/" + "c" * 256
+    url += "/recording?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=" + "k" * 1200 + "&X-Amz-Signature=" + "f" * 64
+    order = UploadRecording(call_id="c" * 256, url=url, key="k" * 1024, headers={"x-amz-meta-a": "b" * 1024})
+    assert decode_cloud_message(encode(order)) == order
+    assert len(encode(order)) < MAX_MESSAGE_BYTES // 4
+    for message in (
+        RecordingReady(call_id="pbx-1.1", size=0),
+        RecordingResult(call_id="pbx-1.1", ok=True, key="k", format="mp3", size=1, sha256="0" * 64),
+        RecordingResult(call_id="pbx-1.1", ok=False, error="missing", note="n" * 500),
+    ):
+        assert decode_agent_message(encode(message)) == message
+    assert decode_cloud_message(encode(RecordingAck(call_id="pbx-1.1"))) == RecordingAck(call_id="pbx-1.1")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"type": "upload_recording", "call_id": "c", "url": "file:///etc/passwd"},
+        {"type": "upload_recording", "call_id": "c", "url": "https://x", "headers": {"a": "b\r\nInjected: 1"}},
+        {"type": "upload_recording", "call_id": "c", "format": "ogg"},
+        {"type": "upload_recording", "call_id": ""},
+    ],
+)
+def test_an_upload_order_the_agent_must_not_follow_is_invalid(raw: dict[str, object]) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        decode_cloud_message(json.dumps(raw))
+    assert caught.value.code == "invalid_message"
+
+
+def test_a_result_with_a_bad_hash_is_invalid() -> None:
+    raw = {"type": "recording_result", "call_id": "c", "ok": True, "sha256": "xyz"}
+    with pytest.raises(ProtocolError, match="sha256"):
+        decode_agent_message(json.dumps(raw))

@@ -1,0 +1,55 @@
+"""The upload itself: one streaming HTTP ``PUT`` of a file to a pre-signed S3 URL.
+
+Why a single ``PUT`` and not a multipart upload: S3 takes up to 5 GB in one ``PUT``, and the longest call's
+recording is far below that (an hour of 8 kHz mono WAV is 58 MB; even 48 kHz stereo is 690 MB). A multipart
+upload would let an interrupted upload resume, at the price of a create/parts/complete dance, per-part URLs
+and an orphan-part cleanup; restarting an interrupted ``PUT`` costs at most one file's bytes again. The body
+is read from disk in 1 MiB chunks with ``Content-Length`` set (S3 refuses chunked transfer encoding).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from edge_agent.errors import EdgeAgentError
+from edge_agent.recordings.files import CHUNK
+
+__all__ = ["UploadError", "put_file"]
+
+CONTENT_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg"}
+
+
+class UploadError(EdgeAgentError):
+    """The upload did not complete; the message says how (never the URL: it is a credential)."""
+
+
+async def _chunks(path: Path) -> AsyncIterator[bytes]:
+    with open(path, "rb") as stream:  # noqa: ASYNC230 - each read goes to a thread below
+        while chunk := await asyncio.to_thread(stream.read, CHUNK):
+            yield chunk
+
+
+async def put_file(
+    http: httpx.AsyncClient, url: str, headers: Mapping[str, str], path: Path, size: int, file_format: str
+) -> None:
+    """``PUT`` ``path`` (``size`` bytes) to ``url``; raises :class:`UploadError` unless S3 answered 2xx."""
+    host = urlsplit(url).hostname or "?"
+    sent = {"Content-Type": CONTENT_TYPES.get(file_format, "application/octet-stream"), **headers}
+    sent["Content-Length"] = str(size)
+    try:
+        response = await http.put(url, content=_chunks(path), headers=sent)
+    except httpx.HTTPError as exc:
+        raise UploadError(f"upload to {host} failed: {type(exc).__name__}") from None
+    if not 200 <= response.status_code < 300:
+        code = _s3_code(response.text)
+        raise UploadError(f"upload to {host} answered HTTP {response.status_code}" + (f" ({code})" if code else ""))
+
+
+def _s3_code(body: str) -> str:
+    start, end = body.find("<Code>"), body.find("</Code>")
+    return body[start + 6 : end][:64] if 0 <= start < end else ""
