@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit integration live demo lab lab-down bench cloud-local clean
+.PHONY: install test lint typecheck unit integration live demo lab lab-down bench cloud-local package deploy clean
 
 install: $(STAMP)
 
@@ -47,6 +47,15 @@ lab-down: install
 ## The whole cloud on this machine: Chalice REST + websocket routes behind a local API Gateway, moto as AWS.
 cloud-local: install
 	$(PY) -m sandbox.cloud_local $(ARGS)
+
+## AWS: build both Chalice apps for STAGE (build/STAGE/), then deploy them (docs/deploy.md). ARGS: --dry-run,
+## --artifacts-bucket B, --param Key=Value, --region R.
+STAGE ?= dev
+package: install
+	$(PY) -m infra.deploy --stage $(STAGE) --package-only
+
+deploy: install
+	$(PY) -m infra.deploy --stage $(STAGE) $(ARGS)
 
 bench: install
 	$(PY) -m bench.interpreter_throughput
