@@ -51,8 +51,9 @@ class AppSpec:
     secrets: tuple[SecretSpec, ...]
     websocket: bool = False
     recordings: bool = False
-    #: Environment variables the template fills when the stage's config leaves them out.
-    derived_variables: tuple[str, ...] = field(default=())
+    #: Variables the app reads that a deployed function deliberately does not get: local endpoints (cloud-local,
+    #: moto), values with good defaults, and what the Lambda runtime itself sets.
+    not_deployed: tuple[str, ...] = field(default=())
 
     def stage_config(self, stage: str) -> dict[str, Any]:
         """The stage's section of the app's ``.chalice/config.json``; :class:`InfraError` if there is none."""
@@ -93,7 +94,15 @@ CLOUD: Final = AppSpec(
     ),
     websocket=True,
     recordings=True,
-    derived_variables=("PUBLIC_BASE_URL", "LICENSE_SERVER_URL", "WS_API_ID", "PBXLINK_RECORDINGS_BUCKET"),
+    not_deployed=(
+        "AWS_REGION",  # set by Lambda
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL_DYNAMODB",  # cloud-local and the admin CLI against moto
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ENDPOINT_URL",
+        "WS_MGMT_ENDPOINT",  # cloud-local's gateway; in AWS built from the request or WS_API_ID
+        "B24_OAUTH_URL",  # Bitrix24's own OAuth server by default; the emulator in tests
+    ),
 )
 
 LICENSE: Final = AppSpec(
@@ -110,6 +119,16 @@ LICENSE: Final = AppSpec(
         SecretSpec(
             "LICENSE_SIGNING_KEY", "LicenseSigningKey", "license-signing-key", "The Ed25519 key leases are signed with"
         ),
+    ),
+    not_deployed=(
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        # defaults documented in docs/licensing.md; a stage may set them in its config.json
+        "LICENSE_LEASE_TTL_S",
+        "LICENSE_GRACE_S",
+        "LICENSE_TRIAL_DAYS",
+        "LICENSE_REPLAY_WINDOW_S",
     ),
 )
 

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from infra.apps import AppSpec
 
-__all__ = ["DYNAMODB_ACTIONS", "OPERATION_ACTIONS", "policy_document", "table_logical_id"]
+__all__ = ["DYNAMODB_ACTIONS", "OPERATION_ACTIONS", "S3_OPERATION_ACTIONS", "policy_document", "table_logical_id"]
 
 #: The DynamoDB operations the apps' code calls, and the action each needs. ``TransactWriteItems`` is
 #: authorised per item by the actions of its parts (Put/Update/Delete/ConditionCheckItem).
@@ -26,6 +26,16 @@ OPERATION_ACTIONS: Final[dict[str, str]] = {
     "transact_write_items": "dynamodb:ConditionCheckItem",
 }
 DYNAMODB_ACTIONS: Final = tuple(sorted(set(OPERATION_ACTIONS.values())))
+#: The S3 object operations the recordings code may call on the bucket, and the action each needs.
+S3_OPERATION_ACTIONS: Final[dict[str, str]] = {
+    "get_object": "s3:GetObject",
+    "head_object": "s3:GetObject",
+    "download_fileobj": "s3:GetObject",
+    "put_object": "s3:PutObject",
+    "upload_fileobj": "s3:PutObject",
+    "delete_object": "s3:DeleteObject",
+    "list_objects_v2": "s3:ListBucket",
+}
 _API_STAGE: Final = "api"  # api_gateway_stage in both .chalice/config.json
 
 

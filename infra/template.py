@@ -137,6 +137,10 @@ def merge_template(app: AppSpec, stage: str) -> dict[str, Any]:
     if app.websocket:
         variables["WS_API_ID"] = {"Ref": "WebsocketAPI"}
         variables["WS_STAGE"] = "api"
+        # where agents connect (EDGE_CLOUD_URL): shown to the portal's admin by the settings pages
+        variables["AGENT_WS_URL"] = {
+            "Fn::Sub": "wss://${WebsocketAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/api"
+        }
     if app.key == "cloud":
         configured = app.environment(stage)
         for parameter, (variable, description) in CLOUD_PARAMETERS.items():
