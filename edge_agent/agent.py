@@ -70,6 +70,23 @@ class OutboxSink:
         self._stored()
 
 
+def _log_call(event: CallEvent) -> None:
+    """One line when a call starts and one when it ends, under its call id (numbers masked: ``edge_agent.logs``)."""
+    with log_context(call_id=event.call_id, command_id=getattr(event, "command_id", None)):
+        if isinstance(event, CallStarted):
+            number = mask_number(event.external_number) if event.external_number else "-"
+            log.info("call started: %s, external %s, line %s", event.direction, number, event.line or "-")
+        elif isinstance(event, CallEnded):
+            summary = event.summary
+            log.info(
+                "call ended: %s, answered by %s, talk %d s (%s)",
+                summary.result,
+                summary.answered_by or "-",
+                summary.talk_seconds,
+                event.reason,
+            )
+
+
 class Agent:
     """One running agent. :meth:`run` returns on :meth:`stop`; AMI login/permission errors propagate."""
 
@@ -178,23 +195,6 @@ class Agent:
                 protocol.hello = protocol.hello.model_copy(update={"pbx_version": connector.asterisk_version})
             link.apply(protocol.set_ami_connected(up, self._clock()))
             await asyncio.sleep(1.0)
-
-
-def _log_call(event: CallEvent) -> None:
-    """One line when a call starts and one when it ends, under its call id (numbers masked: ``edge_agent.logs``)."""
-    with log_context(call_id=event.call_id, command_id=getattr(event, "command_id", None)):
-        if isinstance(event, CallStarted):
-            number = mask_number(event.external_number) if event.external_number else "-"
-            log.info("call started: %s, external %s, line %s", event.direction, number, event.line or "-")
-        elif isinstance(event, CallEnded):
-            summary = event.summary
-            log.info(
-                "call ended: %s, answered by %s, talk %d s (%s)",
-                summary.result,
-                summary.answered_by or "-",
-                summary.talk_seconds,
-                event.reason,
-            )
 
 
 @contextlib.contextmanager
