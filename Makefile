@@ -61,4 +61,4 @@ bench: install
 	$(PY) -m bench.interpreter_throughput
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build
