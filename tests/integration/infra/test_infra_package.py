@@ -58,6 +58,16 @@ def test_the_zip_holds_the_app_packages_and_never_the_agent(builds: dict[str, Bu
     assert ("httpx" in entries) is (key == "cloud")
 
 
+@pytest.mark.parametrize("key", sorted(APPS))
+def test_the_zip_fits_lambda_size_limits(builds: dict[str, Build], key: str) -> None:
+    """Lambda: 50 MB zipped for a direct upload, 250 MB unzipped."""
+    with zipfile.ZipFile(builds[key].zip_file) as archive:
+        unzipped = sum(info.file_size for info in archive.infolist())
+    zipped = builds[key].zip_file.stat().st_size
+    print(f"{APPS[key].app_name}: {zipped / 1e6:.1f} MB zipped, {unzipped / 1e6:.1f} MB unzipped")
+    assert zipped < 50e6 and unzipped < 250e6
+
+
 def lambda_runtime_packages(into: Path) -> Path:
     """A directory with only what the Lambda Python runtime ships (boto3 and its dependencies), from this venv."""
     into.mkdir()
