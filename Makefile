@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser test lint typecheck unit integration live demo lab lab-down bench cloud-local clean
+.PHONY: install browser test lint typecheck unit integration live demo lab lab-down bench cloud-local package deploy clean
 
 install: $(STAMP) browser
 
@@ -59,9 +59,19 @@ lab-down: install
 cloud-local: install
 	$(PY) -m sandbox.cloud_local $(ARGS)
 
+## AWS: build both Chalice apps for STAGE (build/STAGE/), then deploy them (docs/deploy.md). ARGS: --dry-run,
+## --artifacts-bucket B, --param Key=Value, --region R.
+STAGE ?= dev
+package: install
+	$(PY) -m infra.deploy --stage $(STAGE) --package-only
+
+deploy: install
+	$(PY) -m infra.deploy --stage $(STAGE) $(ARGS)
+
 bench: install
 	$(PY) -m bench.interpreter_throughput
 	$(PY) -m bench.recording_upload
+	$(PY) -m bench.crm_latency
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build

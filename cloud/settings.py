@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from cloud.errors import ConfigError
+from cloud.secrets import with_secrets
 
 __all__ = ["DEFAULT_B24_OAUTH_URL", "DEFAULT_TABLE_PREFIX", "Settings"]
 
@@ -59,7 +60,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
+        env = with_secrets(os.environ if environ is None else environ)
         prefix = env.get("PBXLINK_TABLE_PREFIX", DEFAULT_TABLE_PREFIX)
         if not _PREFIX_RE.match(prefix):
             raise ConfigError(f"PBXLINK_TABLE_PREFIX={prefix!r}: letters, digits, '_', '-', '.' only")

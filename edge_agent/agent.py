@@ -28,10 +28,11 @@ from edge_agent.config import AgentConfig
 from edge_agent.errors import CdrError, ConfigError, OutboxError
 from edge_agent.link.client import LinkClient, LinkOptions
 from edge_agent.link.protocol import LinkProtocol, LinkTimings
+from edge_agent.logs import log_context, mask_number
 from edge_agent.outbox import Outbox, outbox_path
 from edge_agent.recordings.queue import RecordingQueue
 from edge_agent.recordings.uploader import RecordingUploader
-from wire_protocol.call_events import CallEnded, CallEvent
+from wire_protocol.call_events import CallEnded, CallEvent, CallStarted
 from wire_protocol.messages import AgentSettings, CommandResult, Hello, RecordingReady, RecordingResult
 
 __all__ = ["Agent", "OutboxSink"]
@@ -84,12 +85,15 @@ class OutboxSink:
                     log.info("cdr: AMI view had a gap of %.0f s; backfilling it from the CDR", gap.end - gap.start)
 
     def on_event(self, message: AmiMessage) -> None:
-        self._store(self.interpreter.feed(message))
+        with log_context(call_id=message.get("Linkedid") or message.get("Uniqueid")):
+            self._store(self.interpreter.feed(message))
 
     def _store(self, events: Iterable[CallEvent]) -> None:
         batch = list(events)
         if not batch:
             return
+        for event in batch:
+            _log_call(event)
         try:
             stored = self.outbox.append(batch)
         except OutboxError as exc:
@@ -103,6 +107,23 @@ class OutboxSink:
                     self._ended(item.event, item.seq)
                 except OutboxError as exc:
                     log.error("recordings: the recording of %s was not queued: %s", item.event.call_id, exc)
+
+
+def _log_call(event: CallEvent) -> None:
+    """One line when a call starts and one when it ends, under its call id (numbers masked: ``edge_agent.logs``)."""
+    with log_context(call_id=event.call_id, command_id=getattr(event, "command_id", None)):
+        if isinstance(event, CallStarted):
+            number = mask_number(event.external_number) if event.external_number else "-"
+            log.info("call started: %s, external %s, line %s", event.direction, number, event.line or "-")
+        elif isinstance(event, CallEnded):
+            summary = event.summary
+            log.info(
+                "call ended: %s, answered by %s, talk %d s (%s)",
+                summary.result,
+                summary.answered_by or "-",
+                summary.talk_seconds,
+                event.reason,
+            )
 
 
 class Agent:

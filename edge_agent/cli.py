@@ -19,6 +19,7 @@ from edge_agent.calls.channels import ChannelRules
 from edge_agent.calls.interpreter import CallInterpreter
 from edge_agent.config import AgentConfig, load_config
 from edge_agent.errors import AmiAuthError, AmiPermissionError, ConfigError, EdgeAgentError
+from edge_agent.logs import setup_logging
 from edge_agent.sinks import InterpretingSink, RecordingSink
 from edge_agent.trace import NumberMasker, TraceReader, TraceWriter
 from wire_protocol.call_events import CallEnded, CallEvent
@@ -181,12 +182,11 @@ async def _run_connector(args: argparse.Namespace, settings: AmiSettings, sink: 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("websockets").setLevel(logging.INFO)  # its DEBUG log prints request headers (the token)
+    log_format = os.environ.get("EDGE_LOG_FORMAT") or "logfmt"
+    if log_format not in ("logfmt", "json"):
+        print(f"edge-agent: EDGE_LOG_FORMAT={log_format!r}: expected 'logfmt' or 'json'", file=sys.stderr)
+        return EXIT_USAGE
+    setup_logging(verbose=args.verbose, fmt=log_format)  # structured lines, numbers masked (edge_agent.logs)
     try:
         if args.command == "replay":
             rules = load_config(os.environ, path=args.config).calls if args.config else None

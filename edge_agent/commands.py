@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from edge_agent.ami.originate import OriginateRequest, OriginateResult
 from edge_agent.errors import AmiActionLostError, AmiConnectionError, EdgeAgentError
+from edge_agent.logs import log_context, mask_number
 from edge_agent.outbox import Outbox
 from wire_protocol.messages import AgentSettings, Command, CommandResult, OriginateCommand, OriginateSettings
 
@@ -51,6 +52,10 @@ class CommandExecutor:
         self.settings = settings.originate
 
     async def execute(self, command: Command) -> None:
+        with log_context(command_id=command.command_id):
+            await self._execute(command)
+
+    async def _execute(self, command: Command) -> None:
         record = self._outbox.begin_command(command.command_id)
         if record is not None:
             if record.result is not None:
@@ -90,7 +95,7 @@ class CommandExecutor:
             ring_seconds=settings.ring_seconds,
             caller_id=body.caller_id,
         )
-        log.info("commands: %s: originate from %s to %s", command_id, body.extension, request.number)
+        log.info("commands: %s: originate from %s to %s", command_id, body.extension, mask_number(request.number))
         try:
             result = await self._originate(request)
         except AmiActionLostError as exc:  # sent, then the link died: it may be ringing; never say "try again"

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from license_server.errors import ConfigError
+from license_server.secrets import with_secrets
 
 __all__ = ["DEFAULT_TABLE_PREFIX", "Settings"]
 
@@ -49,7 +50,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
+        env = with_secrets(os.environ if environ is None else environ)
         prefix = env.get("LICENSE_TABLE_PREFIX", DEFAULT_TABLE_PREFIX)
         if not _PREFIX_RE.match(prefix):
             raise ConfigError(f"LICENSE_TABLE_PREFIX={prefix!r}: letters, digits, '_', '-', '.' only")
