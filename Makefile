@@ -45,8 +45,10 @@ integration: install
 live: install
 	$(PY) -m pytest -q -rs -m live
 
+## make demo [PBX=lab] [ARGS=--once]: the whole product on this machine (sandbox/demo); PBX=lab uses the real
+## Asterisk lab instead of the recorded-call simulator.
 demo: install
-	$(PY) -m sandbox.demo $(ARGS)
+	$(PY) -m sandbox.demo $(if $(PBX),--pbx $(PBX)) $(ARGS)
 
 ## A real Asterisk 22 (the customer's PBX) plus a second instance playing phones and carrier.
 lab: install

@@ -27,7 +27,7 @@ from sandbox.cloud_local import CloudLocal, CloudLocalConfig, CrmSweeper, LocalS
 from sandbox.cloud_local.agents import issue_token
 from sandbox.cloud_local.license import LicenseService
 
-__all__ = ["ANNA", "BORIS", "OWNER", "PortalStack", "card_users", "install_finished", "portal_stack", "until"]
+__all__ = ["ANNA", "BORIS", "DOMAIN", "OWNER", "PortalStack", "card_users", "install_finished", "portal_stack", "until"]
 
 DOMAIN = "acme.bitrix24.com"
 CLIENT_ID, SECRET = "local.pbxlink.app", "local-app-secret"
@@ -73,6 +73,7 @@ class PortalStack:
     cloud: CloudLocal
     tenant: str
     rt: Runtime
+    b24_url: str  # the emulator's base URL (its pages, its REST, its test endpoints)
 
     async def agent_token(self, name: str = "HQ") -> str:
         return (await issue_token(self.tenant, name))[1]
@@ -145,6 +146,6 @@ async def portal_stack(
             try:
                 if not await until(lambda: install_finished(rt, tenant), timeout=30):
                     raise RuntimeError("the app did not install into the emulator portal within 30 s")
-                yield PortalStack(emulator, portal, cloud, tenant, rt)
+                yield PortalStack(emulator, portal, cloud, tenant, rt, b24.url)
             finally:
                 rt.close()

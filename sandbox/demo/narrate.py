@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
+from sandbox.bitrix24.portal import Call, Portal
 from wire_protocol.call_events import (
     CallAnswered,
     CallEnded,
@@ -14,7 +17,7 @@ from wire_protocol.call_events import (
     CallTransferred,
 )
 
-__all__ = ["describe", "summary_table"]
+__all__ = ["crm_lines", "describe", "outcome_table", "summary_table"]
 
 _STOP_REASONS = {
     "answered_elsewhere": "someone else answered",
@@ -81,3 +84,68 @@ def summary_table(summaries: list[tuple[str, CallSummary]]) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+_TYPES = {1: "outgoing", 2: "incoming", 3: "incoming, transferred", 4: "callback"}
+_STATUS = {
+    "200": "answered",
+    "304": "missed",
+    "486": "busy",
+    "603-S": "cancelled",
+    "503": "failed",
+    "480": "unavailable",
+}
+
+
+def _who(user: int | None, names: Mapping[int, str]) -> str:
+    return names.get(user, f"user {user}") if user is not None else "-"
+
+
+def crm_lines(calls: Sequence[Call], portal: Portal, names: Mapping[int, str]) -> list[str]:
+    """What Bitrix24 shows for one PBX call (each registration: a leg), as a person would say it."""
+    if not calls:
+        return ["nothing registered (yet)"]
+    lines = []
+    for call in calls:
+        shown = sorted({uid for _, what, uid in call.card_log if what == "show"})
+        hidden = sorted({uid for _, what, uid in call.card_log if what == "hide"})
+        kind = _TYPES.get(call.type, str(call.type))
+        lines.append(f"{call.call_id[:28]}… registered as {kind} for {_who(call.user_id, names)}")
+        if shown:
+            lines.append(f"  call card shown to {', '.join(_who(u, names) for u in shown)}")
+        if hidden:
+            lines.append(f"  card closed early for {', '.join(_who(u, names) for u in hidden)}")
+        if call.finished:
+            status = _STATUS.get(call.status_code, call.status_code)
+            reason = f" ({call.failed_reason})" if call.failed_reason else ""
+            owner = _who(call.finish_user_id, names)
+            lines.append(f"  finished: {status} ({call.status_code}), {call.duration} s, owner {owner}{reason}")
+        if call.created_lead is not None:
+            phones = ", ".join(portal.leads[call.created_lead].phones) if call.created_lead in portal.leads else ""
+            lines.append(f"  new lead #{call.created_lead} created for the unknown number {phones}")
+        elif call.crm_entity_type:
+            lines.append(f"  linked to {call.crm_entity_type.lower()} #{call.crm_entity_id}")
+    return lines
+
+
+def outcome_table(rows: Sequence[tuple[str, Sequence[Call], bool]], names: Mapping[int, str]) -> str:
+    """One row per call: what Bitrix24 has, and whether it is what the demo expected."""
+    header = ("call", "registrations", "owner", "status", "talk", "cards", "lead", "as expected")
+    table = [header]
+    for title, calls, ok in rows:
+        last = calls[-1] if calls else None
+        shown = sorted({uid for call in calls for _, what, uid in call.card_log if what == "show"})
+        table.append(
+            (
+                title[:52],
+                str(len(calls)),
+                _who(last.finish_user_id, names) if last else "-",
+                last.status_code if last and last.finished else "-",
+                f"{last.duration}s" if last else "-",
+                ",".join(names.get(u, str(u)).split()[0] for u in shown) or "-",
+                "new" if any(c.created_lead for c in calls) else "-",
+                "yes" if ok else "NO",
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in table)
