@@ -18,6 +18,7 @@ __all__ = ["DYNAMODB_ACTIONS", "OPERATION_ACTIONS", "S3_OPERATION_ACTIONS", "pol
 #: authorised per item by the actions of its parts (Put/Update/Delete/ConditionCheckItem).
 OPERATION_ACTIONS: Final[dict[str, str]] = {
     "get_item": "dynamodb:GetItem",
+    "batch_get_item": "dynamodb:BatchGetItem",
     "put_item": "dynamodb:PutItem",
     "update_item": "dynamodb:UpdateItem",
     "delete_item": "dynamodb:DeleteItem",
@@ -35,6 +36,7 @@ S3_OPERATION_ACTIONS: Final[dict[str, str]] = {
     "upload_fileobj": "s3:PutObject",
     "delete_object": "s3:DeleteObject",
     "list_objects_v2": "s3:ListBucket",
+    "head_bucket": "s3:ListBucket",  # cloud-local's bucket check; in AWS the stack creates the bucket
 }
 _API_STAGE: Final = "api"  # api_gateway_stage in both .chalice/config.json
 

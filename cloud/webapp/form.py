@@ -14,7 +14,6 @@ from __future__ import annotations
 import types
 from typing import Any, Literal, Union, get_args, get_origin
 
-import annotated_types
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cloud.crm.numbers import COUNTRIES
@@ -55,16 +54,19 @@ class FieldSpec(BaseModel):
 
 
 def _constraints(metadata: list[Any]) -> dict[str, Any]:
+    """``Field(ge=…, le=…, max_length=…, pattern=…)`` as pydantic keeps them (``annotated_types`` objects, read by
+    attribute so the Lambda needs no package pydantic does not already bring)."""
     found: dict[str, Any] = {}
     for item in metadata:
-        if isinstance(item, annotated_types.Ge):
-            found["minimum"] = item.ge
-        elif isinstance(item, annotated_types.Le):
-            found["maximum"] = item.le
-        elif isinstance(item, annotated_types.MaxLen):
-            found["max_length"] = item.max_length
-        elif getattr(item, "pattern", None):
-            found["pattern"] = item.pattern
+        for attribute, key in (
+            ("ge", "minimum"),
+            ("le", "maximum"),
+            ("max_length", "max_length"),
+            ("pattern", "pattern"),
+        ):
+            value = getattr(item, attribute, None)
+            if value is not None and key not in found:
+                found[key] = value
     return found
 
 

@@ -49,7 +49,11 @@ def stored_count(rt: Runtime) -> int:
 def test_hello_is_welcomed_with_settings_and_remembered(rt: Runtime, agent_id: str) -> None:
     hello = Hello(agent_version="0.2.0", pbx_version="Asterisk 22.10.1", capabilities=["originate"], outbox_depth=3)
     outcome = handle(rt, encode(hello))
-    assert outcome.replies == [Welcome(agent_id=agent_id, tenant="portal-a", acked_seq=0), AgentSettings()]
+    welcome, settings = outcome.replies
+    assert isinstance(welcome, Welcome) and welcome.plan is not None
+    assert welcome.model_copy(update={"plan": None}) == Welcome(agent_id=agent_id, tenant="portal-a", acked_seq=0)
+    assert (welcome.plan.plan, welcome.plan.state) == ("free", "restricted")  # no lease yet: the free tier
+    assert settings == AgentSettings()
     assert not outcome.close
     item = agent_item(rt, agent_id)
     assert (item["agent_version"], item["pbx_version"], item["capabilities"]) == (
