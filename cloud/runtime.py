@@ -45,6 +45,9 @@ class Runtime:
         self.http_client_factory = http_client_factory
         self._dynamodb: Any = None
         self._s3: Any = None
+        #: What a warm container keeps for a few seconds (``cloud.crm.pipeline``): it lives and dies with this
+        #: runtime, so a runtime built for another stage or test never sees it.
+        self.memo: dict[tuple[str, str], tuple[float, Any]] = {}
         self._http: httpx.Client | None = None
         self._gateways: dict[str, ConnectionGateway] = {}
         # boto3's default session is not thread-safe while it builds clients (cloud-local runs handlers in threads)

@@ -10,10 +10,11 @@ retry and throttles slow handlers (DOC events/index.md), so handlers must be qui
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,7 +26,14 @@ from cloud.runtime import Runtime
 from cloud.tenants import store
 from cloud.tenants.store import Tenant
 
-__all__ = ["B24Event", "EventHandler", "handle_event", "register_event_handler", "unregister_event_handler"]
+__all__ = [
+    "B24Event",
+    "EventHandler",
+    "event_handler",
+    "handle_event",
+    "register_event_handler",
+    "unregister_event_handler",
+]
 
 log = logging.getLogger("cloud.bitrix24.events")
 
@@ -61,6 +69,22 @@ def register_event_handler(event: str, handler: EventHandler) -> None:
 
 def unregister_event_handler(event: str) -> None:
     _HANDLERS.pop(event.upper(), None)
+
+
+@contextlib.contextmanager
+def event_handler(event: str, handler: EventHandler) -> Iterator[None]:
+    """``handler`` for ``event`` within the block, then whatever was registered before (tests, one-off tools):
+    the registry is process-wide, and the product's own handlers must survive."""
+    name = event.upper()
+    previous = _HANDLERS.get(name)
+    register_event_handler(name, handler)
+    try:
+        yield
+    finally:
+        if previous is None:
+            _HANDLERS.pop(name, None)
+        else:
+            _HANDLERS[name] = previous
 
 
 def _answer(status: int, **fields: Any) -> HttpAnswer:

@@ -266,27 +266,26 @@ class _Worker:
 #: How long a warm container trusts what it read of a tenant's settings, user map and license: a change made
 #: elsewhere (the settings page) reaches calls within this; the ring-to-card path saves three reads.
 CACHE_SECONDS = 5.0
-_cache: dict[tuple[int, str, str], tuple[float, Any]] = {}
 _cache_lock = threading.Lock()
 
 
 def _cached(rt: Runtime, tenant: str, kind: str, load: Callable[[], Any]) -> Any:
-    key, now = (id(rt), tenant, kind), time.monotonic()
+    key, now = (tenant, kind), time.monotonic()
     with _cache_lock:
-        hit = _cache.get(key)
+        hit = rt.memo.get(key)
     if hit is not None and now - hit[0] < CACHE_SECONDS:
         return hit[1]
     value = load()
     with _cache_lock:
-        _cache[key] = (now, value)
+        rt.memo[key] = (now, value)
     return value
 
 
 def forget_cached(rt: Runtime, tenant: str) -> None:
     """Drop what this container cached about ``tenant`` (after it changed something itself)."""
     with _cache_lock:
-        for key in [k for k in _cache if k[0] == id(rt) and k[1] == tenant]:
-            del _cache[key]
+        for key in [k for k in rt.memo if k[0] == tenant]:
+            del rt.memo[key]
 
 
 def _context(rt: Runtime, services: CrmServices, tenant: str, call: CallState, client: RestClient) -> PlanContext:

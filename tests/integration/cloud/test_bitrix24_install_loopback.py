@@ -63,7 +63,13 @@ def bindings(portal: Portal) -> set[tuple[str, str]]:
 
 def scenario(emulator: Emulator, server: EmulatorServer, rt: Runtime, rest_url: str) -> None:
     received: list[tuple[Tenant, B24Event]] = []
-    events.register_event_handler("ONEXTERNALCALLSTART", lambda rt, tenant, event: received.append((tenant, event)))
+    with events.event_handler("ONEXTERNALCALLSTART", lambda rt, tenant, event: received.append((tenant, event))):
+        _scenario(emulator, server, rt, rest_url, received)
+
+
+def _scenario(
+    emulator: Emulator, server: EmulatorServer, rt: Runtime, rest_url: str, received: list[tuple[Tenant, B24Event]]
+) -> None:
     emulator.add_app(App(CLIENT_ID, SECRET, handler_url=f"{rest_url}/b24/install"))
     portal = emulator.add_portal(DOMAIN)
     portal.add_user(User(2, "Anna", phone_inner="101"))
@@ -155,5 +161,4 @@ async def test_the_app_is_installed_used_and_uninstalled_like_on_bitrix24() -> N
                 await asyncio.to_thread(scenario, emulator, server, rt, cloud_local.rest_url)
             finally:
                 cloud.app.use_runtime(None)
-                events.unregister_event_handler("ONEXTERNALCALLSTART")
                 rt.close()

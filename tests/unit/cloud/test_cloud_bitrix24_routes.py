@@ -259,11 +259,8 @@ def test_malformed_installs_are_400(http: Client, body: str, message: bytes) -> 
 def test_a_verified_event_reaches_its_handler(http: Client, b24rt: Runtime) -> None:
     installed(http)
     received: list[B24Event] = []
-    events.register_event_handler("ONEXTERNALCALLSTART", lambda rt, tenant, event: received.append(event))
-    try:
+    with events.event_handler("ONEXTERNALCALLSTART", lambda rt, tenant, event: received.append(event)):
         answer = http.http.post("/b24/events", headers=FORM, body=event_body())
-    finally:
-        events.unregister_event_handler("ONEXTERNALCALLSTART")
     assert answer.status_code == 200
     [event] = received
     assert (event.event, event.tenant, event.event_handler_id, event.data["USER_ID"]) == (
@@ -278,14 +275,11 @@ def test_a_verified_event_reaches_its_handler(http: Client, b24rt: Runtime) -> N
 def test_forged_and_foreign_events_are_403_and_change_nothing(http: Client, b24rt: Runtime) -> None:
     installed(http)
     received: list[B24Event] = []
-    events.register_event_handler("ONEXTERNALCALLSTART", lambda rt, tenant, event: received.append(event))
-    try:
+    with events.event_handler("ONEXTERNALCALLSTART", lambda rt, tenant, event: received.append(event)):
         forged = http.http.post("/b24/events", headers=FORM, body=event_body(token="0" * 32))
         foreign = http.http.post("/b24/events", headers=FORM, body=event_body(member="f" * 32))
         bad_key = http.http.post("/b24/events", headers=FORM, body=event_body(member="x#y"))
         uninstall = http.http.post("/b24/events", headers=FORM, body=event_body("ONAPPUNINSTALL", token="0" * 32))
-    finally:
-        events.unregister_event_handler("ONEXTERNALCALLSTART")
     assert [a.status_code for a in (forged, foreign, bad_key, uninstall)] == [403, 403, 403, 403]
     assert received == []
     assert store.get_tenant(b24rt, MEMBER).active
@@ -309,11 +303,8 @@ def test_unhandled_events_are_acknowledged_and_failing_handlers_are_500(http: Cl
     def broken(rt: Runtime, tenant: Tenant, event: B24Event) -> None:
         raise RuntimeError("boom")
 
-    events.register_event_handler("ONCRMLEADADD", broken)
-    try:
+    with events.event_handler("ONCRMLEADADD", broken):
         failed = http.http.post("/b24/events", headers=FORM, body=event_body("ONCRMLEADADD"))
-    finally:
-        events.unregister_event_handler("ONCRMLEADADD")
     assert failed.status_code == 500 and b"boom" not in failed.body
 
 
