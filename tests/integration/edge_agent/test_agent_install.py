@@ -16,7 +16,8 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
 #: The cloud's and the tests' dependencies: the agent's install must not pull any of them.
-CLOUD_ONLY = {"boto3", "botocore", "chalice", "httpx", "cryptography", "moto", "cfn-lint"}
+#: httpx is the agent's too (it uploads recordings to the pre-signed URL the cloud hands out).
+CLOUD_ONLY = {"boto3", "botocore", "chalice", "cryptography", "moto", "cfn-lint"}
 
 
 def run(*command: str | Path, cwd: Path | None = None) -> str:
