@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -293,7 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__)
     parser.add_argument("--once", action="store_true", help="check every outcome and exit (0 = all as expected)")
     parser.add_argument("--pbx", choices=("simulator", "lab"), default="simulator")
+    parser.add_argument("--verbose", action="store_true", help="also print the components' own log lines")
     args = parser.parse_args(argv)
+    # the narration is the output; the components' warnings (e.g. the simulator's recordings, which exist only
+    # as names in the recorded calls) would drown it
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR, format="%(name)s: %(message)s")
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:
