@@ -15,6 +15,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from edge_agent import __version__
@@ -23,6 +24,7 @@ from edge_agent.ami.framing import AmiMessage
 from edge_agent.calls.interpreter import CallInterpreter
 from edge_agent.cdr.backfill import Backfiller, BackfillReport, GapBook, gap_period
 from edge_agent.cdr.readers import CdrReader, open_reader
+from edge_agent.cdr.reconcile import CheckBook, failed_report, new_check_id
 from edge_agent.commands import CommandExecutor
 from edge_agent.config import AgentConfig
 from edge_agent.errors import CdrError, ConfigError, OutboxError
@@ -33,7 +35,14 @@ from edge_agent.outbox import Outbox, outbox_path
 from edge_agent.recordings.queue import RecordingQueue
 from edge_agent.recordings.uploader import RecordingUploader
 from wire_protocol.call_events import CallEnded, CallEvent, CallStarted
-from wire_protocol.messages import AgentSettings, CommandResult, Hello, RecordingReady, RecordingResult
+from wire_protocol.messages import (
+    AgentSettings,
+    CommandResult,
+    Hello,
+    ReconcileResend,
+    RecordingReady,
+    RecordingResult,
+)
 
 __all__ = ["Agent", "OutboxSink"]
 
@@ -54,6 +63,13 @@ SETTLE_SECONDS = 10.0
 BACKFILL_POLL_SECONDS = 5.0
 #: After a failed CDR read, wait this long before trying again.
 CDR_RETRY_SECONDS = 60.0
+#: The first CDR check runs this long after start (or after one interval, if shorter).
+RECONCILE_FIRST_SECONDS = 300.0
+#: A check that cannot start (no link, events still on their way, a gap being backfilled) is tried again after this.
+RECONCILE_RETRY_SECONDS = 30.0
+#: Outbox meta: when this agent first checked; no check reaches before it (calls from before the agent was
+#: installed are not pushed into the CRM).
+RECONCILE_FLOOR_KEY = "reconcile_floor"
 
 
 class OutboxSink:
@@ -203,6 +219,18 @@ class Agent:
 
         executor = CommandExecutor(outbox, connector.originate, report)
 
+        checks = CheckBook()
+
+        def resend(answer: ReconcileResend) -> None:
+            events = checks.resend(answer, interpreter.open_call_ids())
+            if events:
+                try:
+                    outbox.append(events)
+                except OutboxError as exc:
+                    log.error("cdr: could not store the calls the cloud asked for (the next check asks again): %s", exc)
+                    return
+                link.events_stored()
+
         def apply_settings(settings: AgentSettings) -> None:
             """The tenant's settings: originate options, and number rules that override the local [calls]."""
             executor.apply_settings(settings)
@@ -219,6 +247,7 @@ class Agent:
             on_command=executor.execute,
             on_settings=apply_settings,
             on_recording=uploader.on_message,
+            on_reconcile=resend,
             options=self._options,
             clock=self._clock,
         )
@@ -232,6 +261,9 @@ class Agent:
         }
         if gaps is not None and reader is not None:
             tasks.add(asyncio.create_task(self._backfill(gaps, reader, interpreter, link), name="backfill"))
+            if config.cdr is not None and config.cdr.reconcile_minutes > 0:
+                check = self._reconcile(gaps, open_reader(config.cdr), interpreter, link, checks)
+                tasks.add(asyncio.create_task(check, name="reconcile"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -239,7 +271,7 @@ class Agent:
             await connector.stop()
             link.stop()
             for task in tasks:
-                if task.get_name() in ("ami-state", "stop", "backfill", "recordings"):
+                if task.get_name() in ("ami-state", "stop", "backfill", "reconcile", "recordings"):
                     task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         for task in done:
@@ -288,6 +320,68 @@ class Agent:
                         link.events_stored()
                 reader.close()  # a connection per pass: none left idle on the PBX's database for hours
                 await asyncio.sleep(delay)
+        finally:
+            reader.close()
+
+    async def _reconcile(
+        self, gaps: GapBook, reader: CdrReader, interpreter: CallInterpreter, link: LinkClient, checks: CheckBook
+    ) -> None:
+        """Every ``reconcile_minutes``: report the CDR's calls of the last ``reconcile_hours`` to the cloud, which
+        answers with what it lacks (:mod:`edge_agent.cdr.reconcile`)."""
+        config = self.config.cdr
+        assert config is not None
+        outbox = gaps.outbox
+        interval = config.reconcile_minutes * 60
+        backfiller = Backfiller(reader, outbox, lambda: interpreter.rules)
+        floor = outbox.meta(RECONCILE_FLOOR_KEY)
+        if floor is None:
+            floor = repr(self._clock())
+            outbox.set_meta(RECONCILE_FLOOR_KEY, floor)
+        delay = min(RECONCILE_FIRST_SECONDS, interval)
+        try:
+            while True:
+                await asyncio.sleep(delay)
+                if not link.protocol.established or outbox.depth > 0 or gaps.gaps():
+                    delay = min(RECONCILE_RETRY_SECONDS, interval)
+                    continue
+                delay = interval
+                now = self._clock()
+                until = datetime.fromtimestamp(now - max(config.late_seconds, SETTLE_SECONDS), UTC)
+                # never before the agent was set up: its token's issue (a reinstall keeps it) or its first start
+                start = datetime.fromtimestamp(float(floor), UTC)
+                if link.protocol.agent_since is not None:
+                    start = min(start, link.protocol.agent_since)
+                since = max(until - timedelta(hours=config.reconcile_hours), start)
+                if since >= until:
+                    continue
+                check_id = new_check_id(datetime.fromtimestamp(now, UTC))
+                try:
+                    _, summaries = await asyncio.to_thread(
+                        functools.partial(backfiller.read, since, until, complete_only=True)
+                    )
+                except CdrError as exc:
+                    log.error("cdr: check %s could not read the CDR: %s", check_id, exc)
+                    link.send_reconcile_report(failed_report(check_id, since, until, str(exc)))
+                    delay = min(CDR_RETRY_SECONDS, interval)
+                    continue
+                except Exception as exc:  # a bug on odd data must not stop the agent
+                    log.exception("cdr: check %s failed unexpectedly", check_id)
+                    link.send_reconcile_report(failed_report(check_id, since, until, f"agent error: {exc}"))
+                    continue
+                finally:
+                    reader.close()
+                check = checks.start(check_id, since, until, summaries, interpreter.open_call_ids())
+                reports = check.reports()
+                sent = sum(1 for report in reports if link.send_reconcile_report(report))
+                log.info(
+                    "cdr: check %s of %s to %s: %d call(s) reported in %d/%d part(s)",
+                    check_id,
+                    since.isoformat(timespec="seconds"),
+                    until.isoformat(timespec="seconds"),
+                    len(check.summaries),
+                    sent,
+                    len(reports),
+                )
         finally:
             reader.close()
 

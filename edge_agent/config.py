@@ -20,6 +20,8 @@
     timezone = "local"        # or EDGE_CDR_TIMEZONE: the zone CDR times are written in
     late_seconds = 120        # or EDGE_CDR_LATE_SECONDS: a gap is read again this long after it closed
     cel_table = "cel"         # or EDGE_CDR_CEL_TABLE: CEL in the same database adds transfers (optional)
+    reconcile_minutes = 60    # or EDGE_CDR_RECONCILE_MINUTES: how often the CDR is checked against the cloud (0: never)
+    reconcile_hours = 24      # or EDGE_CDR_RECONCILE_HOURS: how far back each check looks
 
     [calls]                   # how to tell extensions from trunks; the defaults fit plain Asterisk and FreePBX
     extension_pattern = '^\\d{2,6}$'
@@ -83,6 +85,8 @@ CDR_ENVIRONMENT = {
     "EDGE_CDR_TIMEZONE": "timezone",
     "EDGE_CDR_LATE_SECONDS": "late_seconds",
     "EDGE_CDR_CEL_TABLE": "cel_table",
+    "EDGE_CDR_RECONCILE_MINUTES": "reconcile_minutes",
+    "EDGE_CDR_RECONCILE_HOURS": "reconcile_hours",
 }
 #: Environment variable -> [cloud] setting.
 CLOUD_ENVIRONMENT = {

@@ -25,7 +25,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from wire_protocol.call_events import CallEvent
+from wire_protocol.call_events import CallEvent, CallResult, Direction
 from wire_protocol.channel_rules import ChannelRules
 
 __all__ = [
@@ -45,6 +45,9 @@ __all__ = [
     "OriginateCommand",
     "PlanInfo",
     "ProtocolError",
+    "ReconcileCall",
+    "ReconcileReport",
+    "ReconcileResend",
     "RecordingAck",
     "RecordingFormat",
     "RecordingReady",
@@ -57,6 +60,7 @@ __all__ = [
     "decode_agent_message",
     "decode_cloud_message",
     "encode",
+    "reconcile_parts",
 ]
 
 PROTOCOL_VERSION: Final = 1
@@ -170,6 +174,36 @@ class RecordingResult(_Message):
     note: str = Field(default="", max_length=500)
 
 
+_CheckId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+
+
+class ReconcileCall(BaseModel):
+    """One call as the PBX's CDR tells it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    call_id: _CallId
+    ended_at: datetime
+    direction: Direction
+    result: CallResult
+
+
+class ReconcileReport(_Message):
+    """The periodic check: every call the PBX's CDR says ended in ``[since, until)``, for the cloud to compare
+    with what it has (and asks again for what it misses: ``reconcile_resend``). A busy day does not fit one
+    frame, so a check is sent in ``parts`` (:func:`reconcile_parts`); ``error`` instead of calls: the CDR could
+    not be read, and the check says so. Calls the agent has in progress are left out."""
+
+    type: Literal["reconcile_report"] = "reconcile_report"
+    check_id: _CheckId
+    since: datetime
+    until: datetime
+    part: int = Field(default=1, ge=1)
+    parts: int = Field(default=1, ge=1, le=10_000)
+    calls: list[ReconcileCall] = Field(default_factory=list)
+    error: str | None = Field(default=None, max_length=500)
+
+
 # -- cloud -> agent -------------------------------------------------------------------------------------
 
 
@@ -212,6 +246,9 @@ class Welcome(_Message):
     tenant: str  # the Bitrix24 portal (member_id) this agent belongs to
     acked_seq: int = Field(ge=0, description="the highest seq the cloud has stored from this agent")
     plan: PlanInfo | None = None  # None: the cloud could not tell
+    #: When this agent's token was issued: the periodic CDR check never reaches before it (calls from before
+    #: the customer connected the PBX are not pushed into the CRM), also after a reinstall with a new data dir.
+    agent_since: datetime | None = None
 
 
 class Ack(_Message):
@@ -283,12 +320,28 @@ class RecordingAck(_Message):
     call_id: _CallId
 
 
+class ReconcileResend(_Message):
+    """The cloud's answer to a ``reconcile_report`` part: these calls ended on the PBX but the cloud does not have
+    their end. The agent sends each again from the CDR as a backfilled ``call_ended``."""
+
+    type: Literal["reconcile_resend"] = "reconcile_resend"
+    check_id: _CheckId
+    call_ids: list[_CallId] = Field(default_factory=list, max_length=1000)
+
+
 AgentMessage = Annotated[
-    Hello | CallEventsBatch | CommandResult | Heartbeat | RecordingReady | RecordingResult | ErrorMessage,
+    Hello
+    | CallEventsBatch
+    | CommandResult
+    | Heartbeat
+    | RecordingReady
+    | RecordingResult
+    | ReconcileReport
+    | ErrorMessage,
     Field(discriminator="type"),
 ]
 CloudMessage = Annotated[
-    Welcome | Ack | Command | AgentSettings | UploadRecording | RecordingAck | ErrorMessage,
+    Welcome | Ack | Command | AgentSettings | UploadRecording | RecordingAck | ReconcileResend | ErrorMessage,
     Field(discriminator="type"),
 ]
 
@@ -296,9 +349,20 @@ _SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _AGENT: TypeAdapter[AgentMessage] = TypeAdapter(AgentMessage)
 _CLOUD: TypeAdapter[CloudMessage] = TypeAdapter(CloudMessage)
 _AGENT_TYPES: Final = frozenset(
-    {"hello", "call_events", "command_result", "heartbeat", "recording_ready", "recording_result", "error"}
+    {
+        "hello",
+        "call_events",
+        "command_result",
+        "heartbeat",
+        "recording_ready",
+        "recording_result",
+        "reconcile_report",
+        "error",
+    }
 )
-_CLOUD_TYPES: Final = frozenset({"welcome", "ack", "command", "settings", "upload_recording", "recording_ack", "error"})
+_CLOUD_TYPES: Final = frozenset(
+    {"welcome", "ack", "command", "settings", "upload_recording", "recording_ack", "reconcile_resend", "error"}
+)
 
 
 def encode(message: BaseModel) -> str:
@@ -377,6 +441,32 @@ def batch_events(
         size += event_size
     if batch:
         yield CallEventsBatch(events=batch, after_seq=after_seq)
+
+
+def reconcile_parts(
+    check_id: str,
+    since: datetime,
+    until: datetime,
+    calls: list[ReconcileCall],
+    max_bytes: int = MAX_MESSAGE_BYTES,
+) -> list[ReconcileReport]:
+    """One check's calls packed into as few ``reconcile_report`` messages as fit ``max_bytes`` each, numbered
+    ``part`` of ``parts`` (at least one, so an empty period is reported too)."""
+    empty = ReconcileReport(check_id=check_id, since=since, until=until, part=10_000, parts=10_000)
+    overhead = len(encode(empty).encode())
+    chunks: list[list[ReconcileCall]] = [[]]
+    size = overhead
+    for call in calls:
+        call_size = len(call.model_dump_json().encode()) + 1
+        if chunks[-1] and size + call_size > max_bytes:
+            chunks.append([])
+            size = overhead
+        chunks[-1].append(call)
+        size += call_size
+    return [
+        ReconcileReport(check_id=check_id, since=since, until=until, part=i, parts=len(chunks), calls=chunk)
+        for i, chunk in enumerate(chunks, start=1)
+    ]
 
 
 _PLACEHOLDER = SequencedEvent.model_validate(

@@ -15,6 +15,9 @@ Every frame is checked against the connection registry and the agent's revocatio
                     Bitrix24 (:func:`cloud.clicktocall.on_command_failed`), or left unconfirmed to come again
 ``recording_ready`` answer ``upload_recording``: a pre-signed URL, or why not (:mod:`cloud.recordings.service`)
 ``recording_result`` record it, answer ``recording_ack``, and let the CRM attach the recording
+``reconcile_report`` compare one part of the periodic CDR check with what the cloud holds (:mod:`cloud.reconcile`),
+                    queue what only needs queueing, answer ``reconcile_resend`` with the calls only the agent
+                    can bring
 ``error``           log it; never answered (two peers must not trade errors forever)
 ==================  ==================================================================================
 
@@ -28,6 +31,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -43,6 +47,7 @@ from cloud.clock import now
 from cloud.crm.pipeline import process_call, request_crm
 from cloud.errors import UnknownAgent
 from cloud.link.acks import advance
+from cloud.reconcile import on_reconcile_report
 from cloud.recordings.service import on_recording_ready, on_recording_result
 from cloud.runtime import Runtime
 from wire_protocol.call_events import CallEvent, CallStarted
@@ -55,6 +60,7 @@ from wire_protocol.messages import (
     Hello,
     PlanInfo,
     ProtocolError,
+    ReconcileReport,
     RecordingReady,
     RecordingResult,
     SequencedEvent,
@@ -138,7 +144,11 @@ def _handle(rt: Runtime, connection_id: str, body: str | bytes | None) -> Outcom
                 outbox_depth=message.outbox_depth,
             )
             welcome = Welcome(
-                agent_id=agent.agent_id, tenant=agent.tenant, acked_seq=agent.acked_seq, plan=_plan(rt, conn.tenant)
+                agent_id=agent.agent_id,
+                tenant=agent.tenant,
+                acked_seq=agent.acked_seq,
+                plan=_plan(rt, conn.tenant),
+                agent_since=_since(agent.created_at),
             )
             return Outcome([welcome, settings_for_agent(rt, conn.tenant)], conn=conn)
         case CallEventsBatch():
@@ -173,6 +183,9 @@ def _handle(rt: Runtime, connection_id: str, body: str | bytes | None) -> Outcom
             if crm:  # before the ack, as for events: an acknowledged result always has its CRM work recorded
                 request_crm(rt, conn.tenant, conn.agent_id, message.call_id, now())
             return Outcome([ack], conn=conn, crm_calls=[message.call_id] if crm else [])
+        case ReconcileReport():
+            resend = on_reconcile_report(rt, conn.tenant, conn.agent_id, message, now())
+            return Outcome([resend] if resend is not None else [], conn=conn)
         case ErrorMessage():
             log.warning("agent %s/%s reports %s: %s", conn.tenant, conn.agent_id, message.code, message.message)
             return Outcome(conn=conn)
@@ -198,6 +211,13 @@ def changes_crm(event: CallEvent) -> bool:
     if isinstance(event, CallStarted):
         return event.direction == "outbound"
     return event.type != "recording"
+
+
+def _since(created_at: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(created_at) if created_at else None
+    except ValueError:
+        return None
 
 
 def _plan(rt: Runtime, tenant: str) -> PlanInfo | None:

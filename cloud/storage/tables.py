@@ -153,6 +153,13 @@ TABLES: Final[dict[str, dict[str, Any]]] = {
         ],
         "BillingMode": "PAY_PER_REQUEST",
     },
+    # The periodic CDR-vs-cloud check (``cloud.reconcile``): one item per part of a check, ``check_key`` =
+    # ``<agent_id>#<check_id>#<part>`` (check ids sort by time); TTL ``expires_at`` (30 days).
+    "reconciliations": {
+        "KeySchema": _key("tenant", "check_key"),
+        "AttributeDefinitions": _s("tenant", "check_key"),
+        "BillingMode": "PAY_PER_REQUEST",
+    },
 }
 
 #: The TTL attribute of the tables that have one (enabled after creation: it is not a CreateTable argument).
@@ -162,6 +169,7 @@ TTL_ATTRIBUTES: Final[dict[str, str]] = {
     "web_sessions": "expires_at",
     "click_to_call": "expires_at",
     "rate_limits": "expires_at",
+    "reconciliations": "expires_at",
 }
 
 
@@ -226,6 +234,10 @@ class TableNames:
     @property
     def recordings(self) -> str:
         return self.prefix + "recordings"
+
+    @property
+    def reconciliations(self) -> str:
+        return self.prefix + "reconciliations"
 
 
 def create_tables(client: Any, prefix: str) -> list[str]:

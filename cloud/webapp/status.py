@@ -1,4 +1,4 @@
-"""What everyone on the page may see: each edge agent's state, and the license.
+"""What everyone on the page may see: each edge agent's state (with its last CDR check), and the license.
 
 Agents are read from the tenant's partition of ``agents`` (versions and heartbeats as the link stored them,
 ``cloud.agents.status``), their live connection from the registry, and their latest stored call event from
@@ -17,6 +17,7 @@ from typing import Any
 
 from cloud import licensing
 from cloud.agents import connections
+from cloud.reconcile import last_check
 from cloud.runtime import Runtime
 from cloud.storage.dynamo import from_item, to_item
 
@@ -44,6 +45,18 @@ def _last_event(rt: Runtime, tenant: str, agent_id: str) -> dict[str, Any] | Non
         return None
     event = from_item(items[0])
     return {"at": event.get("at"), "type": event.get("type"), "call_id": event.get("call_id")}
+
+
+def _last_check(rt: Runtime, tenant: str, agent_id: str) -> dict[str, Any] | None:
+    """The agent's last CDR check (``cloud.reconcile``); never fails the page."""
+    try:
+        check = last_check(rt, tenant, agent_id)
+    except Exception:
+        log.exception("tenant %s: the last CDR check of %s is unreadable", tenant, agent_id)
+        return None
+    if check is None:
+        return None
+    return check.model_dump(mode="json") | {"complete": check.complete}
 
 
 def agent_views(rt: Runtime, tenant: str) -> list[AgentView]:
@@ -77,6 +90,7 @@ def agent_views(rt: Runtime, tenant: str) -> list[AgentView]:
                     "ami_connected": item.get("ami_connected"),
                     "outbox_depth": item.get("outbox_depth"),
                     "last_event": _last_event(rt, tenant, agent_id),
+                    "last_check": _last_check(rt, tenant, agent_id),
                 }
             )
     return sorted(views, key=lambda v: (v["state"] == "revoked", v["name"], v["agent_id"]))

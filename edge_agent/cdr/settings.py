@@ -110,6 +110,10 @@ class CdrSettings(BaseModel):
     #: The CEL table in the same database (``cel``), when Asterisk logs CEL there: adds transfers, and tells when a
     #: call is over. None: CDR only.
     cel_table: str | None = None
+    #: The periodic check of the CDR against what the cloud holds (``edge_agent.cdr.reconcile``): how often
+    #: (0: never) and how far back each looks. Within the 7 days the agent remembers calls it sent.
+    reconcile_minutes: float = Field(default=60.0, ge=0, le=24 * 60)
+    reconcile_hours: float = Field(default=24.0, gt=0, le=24 * 6)
 
     @field_validator("cel_table")
     @classmethod

@@ -30,6 +30,7 @@ from edge_agent.link.protocol import (
     Effect,
     LinkProtocol,
     OpenCandidate,
+    ReconcileAnswer,
     RecordingMessage,
     RunCommand,
     Send,
@@ -38,6 +39,8 @@ from wire_protocol.messages import (
     MAX_MESSAGE_BYTES,
     AgentSettings,
     Command,
+    ReconcileReport,
+    ReconcileResend,
     RecordingAck,
     RecordingReady,
     RecordingResult,
@@ -129,6 +132,7 @@ class LinkClient:
         on_command: Callable[[Command], Awaitable[None]],
         on_settings: Callable[[AgentSettings], None] = lambda settings: None,
         on_recording: Callable[[UploadRecording | RecordingAck], None] = lambda message: None,
+        on_reconcile: Callable[[ReconcileResend], None] = lambda message: None,
         options: LinkOptions | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -139,6 +143,7 @@ class LinkClient:
         self._on_command = on_command
         self._on_settings = on_settings
         self._on_recording = on_recording
+        self._on_reconcile = on_reconcile
         self._clock = clock
         self._backoff = Backoff(self.options.reconnect_initial, self.options.reconnect_max)
         self._refused_backoff = Backoff(self.options.refused_initial, self.options.refused_max)
@@ -222,6 +227,12 @@ class LinkClient:
         self.apply(effects)
         return bool(effects)
 
+    def send_reconcile_report(self, report: ReconcileReport) -> bool:
+        """Send a part of the periodic CDR check now; ``False``: no welcomed connection is up."""
+        effects = self.protocol.send_reconcile_report(report, self._clock())
+        self.apply(effects)
+        return bool(effects)
+
     def events_stored(self) -> None:
         """Call after events went into the outbox."""
         self.apply(self.protocol.events_stored(self._clock()))
@@ -249,6 +260,8 @@ class LinkClient:
                 self._on_settings(effect.settings)
             elif isinstance(effect, RecordingMessage):
                 self._on_recording(effect.message)
+            elif isinstance(effect, ReconcileAnswer):
+                self._on_reconcile(effect.message)
         self._links_changed.set()
         self._timers_changed.set()
 

@@ -30,8 +30,8 @@ from typing import Protocol
 
 from wire_protocol.messages import (
     Ack,
+    AgentMessage,
     AgentSettings,
-    CallEventsBatch,
     CloudMessage,
     Command,
     CommandResult,
@@ -39,6 +39,8 @@ from wire_protocol.messages import (
     Heartbeat,
     Hello,
     ProtocolError,
+    ReconcileReport,
+    ReconcileResend,
     RecordingAck,
     RecordingReady,
     RecordingResult,
@@ -139,7 +141,14 @@ class RecordingMessage:
     message: UploadRecording | RecordingAck
 
 
-Effect = Send | Close | OpenCandidate | RunCommand | ApplySettings | RecordingMessage
+@dataclass(frozen=True, slots=True)
+class ReconcileAnswer:
+    """The cloud answered a part of the periodic CDR check: the calls it wants sent again."""
+
+    message: ReconcileResend
+
+
+Effect = Send | Close | OpenCandidate | RunCommand | ApplySettings | RecordingMessage | ReconcileAnswer
 
 
 @dataclass(slots=True)
@@ -182,6 +191,8 @@ class LinkProtocol:
         self._running: set[str] = set()
         self._last_now: float | None = None
         self.ami_connected = True
+        #: When the cloud issued this agent's token (from ``welcome``; None until then, or from an older cloud).
+        self.agent_since: datetime | None = None
         #: counters for doctor, logs and tests
         self.acked_events = 0
         self.garbage_received = 0
@@ -255,6 +266,13 @@ class LinkProtocol:
         self._observe(now)
         conn = self._ready(allow_draining=True)
         return [] if conn is None else [self._send(conn, message, now)]
+
+    def send_reconcile_report(self, report: ReconcileReport, now: float) -> list[Effect]:
+        """A part of the periodic CDR check, on any welcomed connection; none up: not queued (the check is
+        repeated later)."""
+        self._observe(now)
+        conn = self._ready(allow_draining=True)
+        return [] if conn is None else [self._send(conn, report, now)]
 
     def set_ami_connected(self, connected: bool, now: float) -> list[Effect]:
         """Tell the cloud at once when the PBX link goes down or comes back (a heartbeat carries it)."""
@@ -365,6 +383,8 @@ class LinkProtocol:
             return [ApplySettings(message)]
         if isinstance(message, UploadRecording | RecordingAck):
             return [RecordingMessage(message)]
+        if isinstance(message, ReconcileResend):
+            return [ReconcileAnswer(message)]
         return self._on_error(conn, message, now)
 
     def _on_welcome(self, conn: _Conn, welcome: Welcome, now: float) -> list[Effect]:
@@ -377,6 +397,8 @@ class LinkProtocol:
         )
         first = not conn.welcomed
         conn.welcomed = True
+        if welcome.agent_since is not None:
+            self.agent_since = welcome.agent_since
         if first:
             conn.retire_at = conn.opened_at + self.timings.max_age + (2 * self._rng() - 1) * self.timings.max_age_jitter
         if not self.outbox.welcomed:
@@ -530,7 +552,7 @@ class LinkProtocol:
     def _send(
         self,
         conn: _Conn,
-        message: Hello | CallEventsBatch | CommandResult | Heartbeat | RecordingReady | RecordingResult | ErrorMessage,
+        message: AgentMessage,
         now: float,
     ) -> Send:
         conn.last_sent = now

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ async def running_agent(
     *,
     timeout: float = 30.0,
     extra_env: Mapping[str, str] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[Agent]:
     """An ``Agent`` (what ``edge-agent run`` runs) welcomed by the cloud and logged in to AMI; stopped on exit."""
     environ = {
@@ -63,7 +65,7 @@ async def running_agent(
         "EDGE_DATA_DIR": str(data_dir),
         **(extra_env or {}),
     }
-    agent = Agent(load_config(environ, need_cloud=True), options=LinkOptions(reconnect_initial=0.1))
+    agent = Agent(load_config(environ, need_cloud=True), options=LinkOptions(reconnect_initial=0.1), clock=clock)
     task = asyncio.create_task(agent.run())
     try:
         await _until(lambda: task.done() or (agent.link is not None and agent.link.protocol.established), timeout)

@@ -188,6 +188,22 @@
   }
 
   /* -- status ----------------------------------------------------------------------------------------------- */
+  /* The agent's last check of the PBX's CDR against the CRM (cloud/reconcile): what was found, what was repaired. */
+  function checkText(check) {
+    if (!check) return t("none");
+    var head = when(check.received_at) + " · ";
+    if (check.error) return head + t("check.error") + ": " + check.error;
+    var c = check.counts || {};
+    var parts = [check.pbx_calls + " " + t("check.calls"), (c.in_crm || 0) + " " + t("check.in_crm")];
+    if (c.pending) parts.push(c.pending + " " + t("check.pending"));
+    if (check.resent) parts.push(check.resent + " " + t("check.resent"));
+    if (check.queued) parts.push(check.queued + " " + t("check.queued"));
+    if (c.failed) parts.push(c.failed + " " + t("check.failed"));
+    if (c.differs) parts.push(c.differs + " " + t("check.differs"));
+    if (!check.complete) parts.push(t("check.incomplete") + " (" + check.parts_received + "/" + check.parts + ")");
+    return head + parts.join(", ");
+  }
+
   function agentRows(agents, withRevoke, onRevoke) {
     return agents.map(function (agent) {
       var pbx = agent.pbx_version ? agent.pbx_version + (agent.ami_version ? " (AMI " + agent.ami_version + ")" : "") : t("none");
@@ -201,7 +217,9 @@
         h("td", { text: pbx }),
         h("td", { text: ami }),
         h("td", { text: when(agent.last_seen_at) }),
-        h("td", { text: last })
+        h("td", { text: last }),
+        h("td", { "class": "check" + (agent.last_check && (agent.last_check.error || (agent.last_check.counts || {}).failed) ? " warning" : ""),
+          "data-check-id": agent.last_check ? agent.last_check.check_id : "", text: checkText(agent.last_check) })
       ];
       if (withRevoke) {
         cells.push(h("td", {}, agent.state === "revoked" ? h("span", { "class": "muted", text: when(agent.revoked_at) }) :
@@ -213,7 +231,7 @@
 
   function agentHeaders(withRevoke) {
     var headers = [t("agent.name"), t("agent.state"), t("agent.since"), t("agent.version"), t("agent.pbx"), t("agent.ami"),
-      t("agent.last_seen"), t("agent.last_event")];
+      t("agent.last_seen"), t("agent.last_event"), t("agent.check")];
     return withRevoke ? headers.concat([""]) : headers;
   }
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +25,7 @@ from edge_agent.config import load_config
 from edge_agent.link.client import LinkOptions
 from edge_agent.outbox import Outbox, outbox_path
 from sandbox.ami_server import FakeAmiServer, UserSpec
+from sandbox.cdr_fixtures import write_master_db
 from sandbox.fake_cloud import FakeCloud
 from wire_protocol.call_events import CallEnded
 from wire_protocol.channel_rules import ChannelRules
@@ -34,26 +33,10 @@ from wire_protocol.channel_rules import ChannelRules
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
-LAB_ROWS = ROOT / "tests" / "fixtures" / "cdr" / "lab_master_db_rows.json"
-LAB_TABLE = (
-    "CREATE TABLE cdr (AcctId INTEGER PRIMARY KEY, calldate,clid,src,dst,dcontext,channel,dstchannel,lastapp,"
-    "lastdata,duration,billsec,disposition,amaflags,accountcode,uniqueid,userfield,did,recordingfile,linkedid,"
-    "peeraccount,sequence)"
-)
 AMI_USER = UserSpec("edge-secret", read="system,call,agent,dialplan", write="system,originate")
 #: The agent stopped watching just before the first recorded call (09:51:50 on the lab's UTC clock).
 WATCHED_FROM = datetime(2026, 11, 26, 9, 40, tzinfo=UTC).timestamp()
 WATCHED_UNTIL = datetime(2026, 11, 26, 9, 51, tzinfo=UTC).timestamp()
-
-
-def write_master_db(path: Path) -> None:
-    rows = [row for rows in json.loads(LAB_ROWS.read_text()).values() for row in rows]
-    db = sqlite3.connect(path)
-    with db:
-        db.execute(LAB_TABLE)
-        for row in rows:
-            db.execute(f"INSERT INTO cdr ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
-    db.close()
 
 
 @pytest.fixture(autouse=True)

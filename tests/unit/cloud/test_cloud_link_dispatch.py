@@ -51,7 +51,10 @@ def test_hello_is_welcomed_with_settings_and_remembered(rt: Runtime, agent_id: s
     outcome = handle(rt, encode(hello))
     welcome, settings = outcome.replies
     assert isinstance(welcome, Welcome) and welcome.plan is not None
-    assert welcome.model_copy(update={"plan": None}) == Welcome(agent_id=agent_id, tenant="portal-a", acked_seq=0)
+    assert welcome.model_copy(update={"plan": None, "agent_since": None}) == Welcome(
+        agent_id=agent_id, tenant="portal-a", acked_seq=0
+    )
+    assert welcome.agent_since is not None  # when the token was issued: the CDR check never reaches before it
     assert (welcome.plan.plan, welcome.plan.state) == ("free", "restricted")  # no lease yet: the free tier
     assert settings == AgentSettings()
     assert not outcome.close

@@ -7,22 +7,17 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[4]
-LAB_ROWS = ROOT / "tests" / "fixtures" / "cdr" / "lab_master_db_rows.json"
-TRACES = ROOT / "tests" / "fixtures" / "traces"
+from sandbox.cdr_fixtures import LAB_CDR_TABLE, lab_cdr_rows, write_master_db
 
-#: The table cdr_sqlite3_custom created on the lab (sandbox/pbx_lab/config/pbx/cdr_sqlite3_custom.conf).
-LAB_TABLE = (
-    "CREATE TABLE cdr (AcctId INTEGER PRIMARY KEY, calldate,clid,src,dst,dcontext,channel,dstchannel,lastapp,"
-    "lastdata,duration,billsec,disposition,amaflags,accountcode,uniqueid,userfield,did,recordingfile,linkedid,"
-    "peeraccount,sequence)"
-)
+ROOT = Path(__file__).resolve().parents[4]
+TRACES = ROOT / "tests" / "fixtures" / "traces"
+#: The table cdr_sqlite3_custom created on the lab.
+LAB_TABLE = LAB_CDR_TABLE
 
 
 def lab_rows() -> dict[str, list[dict[str, Any]]]:
     """Scenario name -> the CDR rows the lab's Asterisk wrote for the calls of tests/fixtures/traces/<name>."""
-    rows: dict[str, list[dict[str, Any]]] = json.loads(LAB_ROWS.read_text())
-    return rows
+    return lab_cdr_rows()
 
 
 def expected(name: str) -> list[dict[str, Any]]:
@@ -31,14 +26,7 @@ def expected(name: str) -> list[dict[str, Any]]:
 
 
 def lab_master_db(path: Path, rows: list[dict[str, Any]]) -> Path:
-    db = sqlite3.connect(path)
-    with db:
-        db.execute(LAB_TABLE)
-        for row in rows:
-            columns = ", ".join(row)
-            db.execute(f"INSERT INTO cdr ({columns}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
-    db.close()
-    return path
+    return write_master_db(path, rows)
 
 
 LAB_CEL = ROOT / "tests" / "fixtures" / "cdr" / "lab_cel_calls.json"
