@@ -17,6 +17,7 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -26,10 +27,12 @@ from playwright.async_api import Browser, Dialog, FrameLocator, Page, async_play
 from cloud.calls.store import list_calls
 from cloud.crm.pipeline import crm_status
 from cloud.crm.settings import CrmSettings, LineSettings, load_settings
+from cloud.reconcile import on_reconcile_report
 from cloud.runtime import Runtime
 from cloud.settings import Settings
 from cloud.tenants import store
 from cloud.webapp.i18n import text
+from cloud.webapp.status import agent_views
 from edge_agent.trace import read_trace
 from sandbox.ami_server.server import FakeAmiServer, UserSpec
 from sandbox.bitrix24 import App, Emulator, EmulatorServer, User
@@ -37,6 +40,7 @@ from sandbox.browser import BrowserMissing, launch_chromium
 from sandbox.cloud_local import CloudLocal, CloudLocalConfig, CrmSweeper
 from sandbox.cloud_local.agents import AmiLogin, running_agent
 from sandbox.cloud_local.license import LicenseService
+from wire_protocol.messages import ReconcileCall, ReconcileReport
 
 pytestmark = [pytest.mark.integration]
 
@@ -224,6 +228,17 @@ async def test_an_admin_connects_a_pbx_maps_extensions_and_changes_settings(tmp_
                 row = frame.locator("#status-agents tr", has_text="Head office")
                 await expect(row).to_have_attribute("data-state", "online")
                 await expect(row.locator(".state")).to_have_text("connected")
+
+                # -- the agent's last PBX <-> CRM check: one call the cloud lacked, asked for again
+                (view,) = [v for v in agent_views(stack.rt, stack.tenant) if v["name"] == "Head office"]
+                moment = datetime.now(UTC)
+                lacking = ReconcileCall(call_id="pbx-1.1", ended_at=moment, direction="inbound", result="missed")
+                check = ReconcileReport(check_id="20261126T120000Z-abcdef", since=moment, until=moment, calls=[lacking])
+                on_reconcile_report(stack.rt, stack.tenant, view["agent_id"], check, moment)
+                await agent_state(frame, "Head office")
+                await expect(row.locator(".check")).to_contain_text(
+                    "1 calls on the PBX, 0 in the CRM, 1 missing, sent again"
+                )
 
                 # -- extension 102 goes to Olga instead of Boris (UF_PHONE_INNER)
                 await frame.locator('[data-tab="extensions"]').click()
