@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["LAB_CDR_ROWS", "LAB_CDR_TABLE", "lab_cdr_rows", "write_master_db"]
+__all__ = ["LAB_CDR_ROWS", "LAB_CDR_TABLE", "add_table", "lab_cdr_rows", "write_master_db"]
 
 LAB_CDR_ROWS: Final = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "cdr" / "lab_master_db_rows.json"
 LAB_CDR_TABLE: Final = (
@@ -26,14 +26,21 @@ def lab_cdr_rows() -> dict[str, list[dict[str, Any]]]:
     return rows
 
 
+def add_table(path: Path, create: str, table: str, rows: Iterable[dict[str, Any]]) -> Path:
+    """Create a table in the SQLite file at ``path`` (``create``: its statement) and insert ``rows`` into it."""
+    db = sqlite3.connect(path)
+    with db:
+        db.execute(create)
+        for row in rows:
+            db.execute(
+                f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+            )
+    db.close()
+    return path
+
+
 def write_master_db(path: Path, rows: Iterable[dict[str, Any]] | None = None) -> Path:
     """A ``master.db`` with ``rows`` (default: every scenario's)."""
     if rows is None:
         rows = [row for scenario in lab_cdr_rows().values() for row in scenario]
-    db = sqlite3.connect(path)
-    with db:
-        db.execute(LAB_CDR_TABLE)
-        for row in rows:
-            db.execute(f"INSERT INTO cdr ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
-    db.close()
-    return path
+    return add_table(path, LAB_CDR_TABLE, "cdr", rows)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
-from sandbox.cdr_fixtures import LAB_CDR_TABLE, lab_cdr_rows, write_master_db
+from sandbox.cdr_fixtures import LAB_CDR_TABLE, add_table, lab_cdr_rows, write_master_db
 
 ROOT = Path(__file__).resolve().parents[4]
 TRACES = ROOT / "tests" / "fixtures" / "traces"
@@ -44,11 +43,4 @@ def lab_cel_calls() -> dict[str, dict[str, list[dict[str, Any]]]]:
 
 
 def lab_master_db_with_cel(path: Path, cdr: list[dict[str, Any]], cel: list[dict[str, Any]]) -> Path:
-    lab_master_db(path, cdr)
-    db = sqlite3.connect(path)
-    with db:
-        db.execute(LAB_CEL_TABLE)
-        for row in cel:
-            db.execute(f"INSERT INTO cel ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
-    db.close()
-    return path
+    return add_table(lab_master_db(path, cdr), LAB_CEL_TABLE, "cel", cel)
