@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from aws_support.tables import create_tables as _create_tables
+
 __all__ = ["TABLES", "TTL_ATTRIBUTES", "TableNames", "create_tables"]
 
 
@@ -245,19 +247,4 @@ def create_tables(client: Any, prefix: str) -> list[str]:
 
     ``client`` is a boto3 DynamoDB client. Returns the names created. Used by cloud-local and tests.
     """
-    existing: set[str] = set()
-    for page in client.get_paginator("list_tables").paginate():
-        existing.update(page["TableNames"])
-    created = []
-    for key, kwargs in TABLES.items():
-        name = prefix + key
-        if name in existing:
-            continue
-        client.create_table(TableName=name, **kwargs)
-        client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
-        if key in TTL_ATTRIBUTES:
-            client.update_time_to_live(
-                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTES[key]}
-            )
-        created.append(name)
-    return created
+    return _create_tables(client, prefix, TABLES, TTL_ATTRIBUTES)

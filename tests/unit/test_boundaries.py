@@ -10,11 +10,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 FORBIDDEN = {
-    "edge_agent": {"cloud", "license_server", "sandbox", "bench", "tests"},
+    "edge_agent": {"cloud", "license_server", "aws_support", "sandbox", "bench", "tests"},
     "cloud": {"edge_agent", "license_server", "sandbox", "bench", "tests"},
     "license_server": {"edge_agent", "cloud", "sandbox", "bench", "tests"},
     "wire_protocol": {"edge_agent", "cloud", "license_server", "sandbox", "bench", "tests"},
     "license_protocol": {"edge_agent", "cloud", "license_server", "wire_protocol", "sandbox", "bench", "tests"},
+    "aws_support": {
+        "edge_agent",
+        "cloud",
+        "license_server",
+        "wire_protocol",
+        "license_protocol",
+        "sandbox",
+        "bench",
+        "tests",
+    },
 }
 
 

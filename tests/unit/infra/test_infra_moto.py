@@ -13,10 +13,9 @@ import pytest
 from chalice.test import Client
 from moto import mock_aws
 
+import aws_support.secrets
 import cloud.app
-import cloud.secrets
 import license_server.app
-import license_server.secrets
 from cloud.agents import tokens
 from cloud.calls.store import get_call
 from infra.apps import CLOUD, LICENSE, AppSpec
@@ -39,8 +38,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     # fresh secret caches: nothing read in another test (or another moto) is reused
-    monkeypatch.setattr(cloud.secrets, "_cache", cloud.secrets.SecretCache())
-    monkeypatch.setattr(license_server.secrets, "_cache", license_server.secrets.SecretCache())
+    monkeypatch.setattr(aws_support.secrets, "_cache", aws_support.secrets.SecretCache())
     with mock_aws():
         yield
     cloud.app.close_runtimes()

@@ -1,10 +1,11 @@
 """Secrets read from AWS Secrets Manager at run time, so they are never in the repository, the template, or the
 Lambda's configuration.
 
-A setting ``X`` (``B24_CLIENT_SECRET``, ``LICENSE_API_KEY``) that the environment does not hold is read from the
-secret whose ARN is in ``X_ARN`` (set by the deployment template, ``docs/deploy.md``). Values are kept per warm
-container for :data:`REFRESH_S` (a rotated secret is picked up within that time); a failed read is retried after
-:data:`RETRY_S` and leaves the setting unset meanwhile, with an error in the log that names the secret, never a value.
+A setting ``X`` that the environment does not hold (each app names its own: the cloud's ``B24_CLIENT_SECRET``, the
+license server's ``LICENSE_SIGNING_KEY``) is read from the secret whose ARN is in ``X_ARN`` (set by the deployment
+template, ``docs/deploy.md``). Values are kept per warm container for :data:`REFRESH_S` (a rotated secret is
+picked up within that time); a failed read is retried after :data:`RETRY_S` and leaves the setting unset
+meanwhile, with an error in the log that names the secret, never a value.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from typing import Any, Final
 
 import boto3  # type: ignore[import-untyped]
 
-__all__ = ["PLACEHOLDER", "SECRET_VARIABLES", "SecretCache", "with_secrets"]
+__all__ = ["PLACEHOLDER", "REFRESH_S", "RETRY_S", "SecretCache", "with_secrets"]
 
 log = logging.getLogger(__name__)
 
-SECRET_VARIABLES: Final = ("B24_CLIENT_SECRET", "LICENSE_API_KEY")
 #: What the template creates a secret with; the operator replaces it (``aws secretsmanager put-secret-value``).
 PLACEHOLDER: Final = "PBXLINK_UNSET"
 REFRESH_S: Final = 300.0
@@ -71,7 +71,7 @@ _cache = SecretCache()
 
 
 def with_secrets(
-    environ: Mapping[str, str], names: tuple[str, ...] = SECRET_VARIABLES, cache: SecretCache | None = None
+    environ: Mapping[str, str], names: tuple[str, ...], cache: SecretCache | None = None
 ) -> Mapping[str, str]:
     """``environ`` with each of ``names`` it lacks filled from the secret in ``<name>_ARN`` (when there is one)."""
     wanted = [name for name in names if not environ.get(name) and environ.get(f"{name}_ARN")]
