@@ -23,6 +23,7 @@ from cloud.settings import Settings
 from cloud.tenants import store
 from sandbox.bitrix24 import App, Emulator, EmulatorServer, User
 from sandbox.bitrix24.portal import Call, Portal
+from sandbox.bitrix24.testing import post_form
 from sandbox.cloud_local import CloudLocal, CloudLocalConfig, CrmSweeper, LocalService
 from sandbox.cloud_local.agents import issue_token
 from sandbox.cloud_local.license import LicenseService
@@ -78,6 +79,18 @@ class PortalStack:
     async def agent_token(self, name: str = "HQ") -> str:
         return (await issue_token(self.tenant, name))[1]
 
+    def click(self, user: int, phone: str) -> str:
+        """A user's click on a phone number in the portal (the emulator's page API); Bitrix24's CALL_ID."""
+        answer = post_form(f"{self.b24_url}/_emulator/portals/{DOMAIN}/click", {"user_id": str(user), "phone": phone})
+        if answer.status != 200:
+            raise RuntimeError(f"the emulator refused the click: {answer.status} {answer.body!r}")
+        return str(answer.json()["CALL_ID"])
+
+    def call(self, call_id: str) -> Call:
+        """The portal's call ``call_id`` (Bitrix24's CALL_ID)."""
+        with self.portal.lock:
+            return self.portal.calls[call_id]
+
     def crm_done(self, call_ids: Iterable[str]) -> bool:
         """Has every one of these PBX calls reached its final CRM state (done, or skipped by settings)?"""
         wanted = set(call_ids)
@@ -119,9 +132,9 @@ class PortalStack:
 
 @asynccontextmanager
 async def portal_stack(
-    *, table_prefix: str = "stack-", concurrent_messages: bool = False, sweep_interval: float = 0.3
+    *, table_prefix: str = "stack-", concurrent_messages: bool = False, sweep_interval: float = 0.3, seed: int = 11
 ) -> AsyncIterator[PortalStack]:
-    emulator = Emulator(seed=11)
+    emulator = Emulator(seed=seed)
     with EmulatorServer(emulator) as b24:
         portal = emulator.add_portal(DOMAIN, burst=50, rate=2)
         portal.add_user(User(OWNER, "Olga", "Owner", admin=True))
@@ -144,7 +157,8 @@ async def portal_stack(
             rt = Runtime(Settings.from_env())
 
             try:
-                if not await until(lambda: install_finished(rt, tenant), timeout=30):
+                # installed, licensed, and its event handlers bound (click-to-call arrives as an event)
+                if not await until(lambda: install_finished(rt, tenant) and bool(portal.bindings), timeout=30):
                     raise RuntimeError("the app did not install into the emulator portal within 30 s")
                 yield PortalStack(emulator, portal, cloud, tenant, rt, b24.url)
             finally:

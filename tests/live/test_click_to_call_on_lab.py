@@ -9,10 +9,8 @@ the client talks. Nothing here is timed: the test waits for the emulator to show
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,102 +19,33 @@ from cloud.agents.commands import get_command
 from cloud.calls.store import list_calls
 from cloud.crm.pipeline import crm_status
 from cloud.crm.settings import ClickToCallSettings, CrmSettings, save_settings
-from cloud.runtime import Runtime
-from cloud.settings import Settings
-from sandbox.bitrix24 import App, Emulator, EmulatorServer, User
-from sandbox.bitrix24.portal import Call, Portal
-from sandbox.bitrix24.testing import post_form
-from sandbox.cloud_local import CloudLocal, CloudLocalConfig, CrmSweeper
-from sandbox.cloud_local.agents import AmiLogin, issue_token, running_agent
-from sandbox.cloud_local.license import LicenseService
+from sandbox.cloud_local.agents import AmiLogin, running_agent
 from sandbox.pbx_lab import scenarios
 from sandbox.pbx_lab.live import LiveLab
-from sandbox.portal_stack import install_finished
+from sandbox.portal_stack import ANNA, PortalStack, portal_stack, until
 from wire_protocol.messages import OriginateSettings
 
 pytestmark = [pytest.mark.live, pytest.mark.asyncio(loop_scope="session")]
 
-DOMAIN = "lab.bitrix24.com"
-CLIENT_ID = "local.pbxlink.live-c2c"
-SECRET = "live-c2c-secret"
-OWNER, ANNA = 1, 11
 #: How the lab's PBX places a click (``[pbxlink-originate]`` in sandbox/pbx_lab/config/pbx/extensions.conf).
 ORIGINATE = OriginateSettings(context="pbxlink-originate", channel_template="PJSIP/{extension}", ring_seconds=15)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    """Poll: neither the emulator nor moto offers an event to wait on from outside."""
-    async with asyncio.timeout(timeout):
-        while not await asyncio.to_thread(predicate):  # noqa: ASYNC110
-            await asyncio.sleep(0.2)
-
-
-@dataclass
-class Portal24:
-    emulator: Emulator
-    url: str
-    portal: Portal
-    tenant: str
-    rt: Runtime
-
-    def click(self, user: int, phone: str) -> str:
-        """What a user's click on a phone number in the portal does (the emulator's page API)."""
-        answer = post_form(f"{self.url}/_emulator/portals/{DOMAIN}/click", {"user_id": str(user), "phone": phone})
-        assert answer.status == 200, answer.body
-        return str(answer.json()["CALL_ID"])
-
-    def call(self, call_id: str) -> Call:
-        with self.portal.lock:
-            return self.portal.calls[call_id]
-
-
 @asynccontextmanager
-async def portal_on_lab(pbx_lab: LiveLab, tmp_path: Path) -> AsyncIterator[Portal24]:
+async def portal_on_lab(pbx_lab: LiveLab, tmp_path: Path) -> AsyncIterator[PortalStack]:
     """The emulator with our app installed into cloud-local, and `edge-agent run` on the lab's PBX."""
-    emulator = Emulator(seed=21)
-    with EmulatorServer(emulator) as b24:
-        portal = emulator.add_portal(DOMAIN)
-        portal.add_user(User(OWNER, "Olga", "Owner", admin=True))
-        portal.add_user(User(ANNA, "Anna", "Petrova", phone_inner="101"))
-        config = CloudLocalConfig(
-            table_prefix="live-c2c-",
-            rest_port=free_port(),
-            extra_env={
-                "B24_CLIENT_ID": CLIENT_ID,
-                "B24_CLIENT_SECRET": SECRET,
-                "B24_OAUTH_URL": f"{b24.url}/oauth/token/",
-            },
-        )
-        async with CloudLocal(config, services=[LicenseService(), CrmSweeper(interval=0.5)]) as cloud:
-            emulator.add_app(App(CLIENT_ID, SECRET, handler_url=f"{cloud.rest_url}/b24/install"))
-            _, tokens = await asyncio.to_thread(emulator.install, DOMAIN, CLIENT_ID)
-            tenant = str(tokens["member_id"])
-            rt = Runtime(Settings.from_env())
-
-            def installed() -> bool:
-                try:
-                    return install_finished(rt, tenant) and bool(portal.bindings)
-                except Exception:
-                    return False
-
-            try:
-                await until(installed, timeout=30)
-                crm = CrmSettings(click_to_call=ClickToCallSettings(originate=ORIGINATE))
-                await asyncio.to_thread(save_settings, rt, tenant, crm)  # before the agent's hello: it gets them
-                edge = pbx_lab.edge
-                login = AmiLogin(edge.host, edge.port, edge.username, edge.secret)
-                _, token = await issue_token(tenant, "lab PBX")
-                async with running_agent(login, cloud.ws_url, token, tmp_path):
-                    yield Portal24(emulator, b24.url, portal, tenant, rt)
-            finally:
-                rt.close()
-                await pbx_lab.world.hangup_all()
+    async with portal_stack(table_prefix="live-c2c-", seed=21, sweep_interval=0.5) as stack:
+        try:
+            crm = CrmSettings(click_to_call=ClickToCallSettings(originate=ORIGINATE))
+            await asyncio.to_thread(
+                save_settings, stack.rt, stack.tenant, crm
+            )  # before the agent's hello: it gets them
+            edge = pbx_lab.edge
+            login = AmiLogin(edge.host, edge.port, edge.username, edge.secret)
+            async with running_agent(login, stack.cloud.ws_url, await stack.agent_token("lab PBX"), tmp_path):
+                yield stack
+        finally:
+            await pbx_lab.world.hangup_all()
 
 
 async def test_a_click_rings_the_user_then_the_client_and_is_finished_with_the_talk_time(
@@ -127,7 +56,7 @@ async def test_a_click_rings_the_user_then_the_client_and_is_finished_with_the_t
     await pbx_lab.world.set_behavior(scenarios.OUTSIDE, "answer:2")
     async with portal_on_lab(pbx_lab, tmp_path) as b24:
         call_id = await asyncio.to_thread(b24.click, ANNA, f"+{scenarios.OUTSIDE}")
-        await until(lambda: b24.call(call_id).finished)
+        assert await until(lambda: b24.call(call_id).finished)
         call = b24.call(call_id)
         summaries = [c.summary for c in list_calls(b24.rt, b24.tenant) if c.summary is not None]
         audit = b24.portal.audit()
@@ -141,7 +70,7 @@ async def test_a_click_rings_the_user_then_the_client_and_is_finished_with_the_t
     assert audit["unfinished"] == [] and audit["open_cards"] == {} and not call.finish_errors
 
 
-def both_arrived(b24: Portal24, command_id: str) -> bool:
+def both_arrived(b24: PortalStack, command_id: str) -> bool:
     """The agent's result is stored and the PBX call it made went through the CRM pipeline."""
     command = get_command(b24.rt, b24.tenant, command_id) or {}
     calls = [c for c in list_calls(b24.rt, b24.tenant) if c.summary is not None and c.command_id == command_id]
@@ -160,8 +89,8 @@ async def test_a_click_the_user_does_not_answer_is_finished_once_as_failed(pbx_l
     try:
         async with portal_on_lab(pbx_lab, tmp_path) as b24:
             call_id = await asyncio.to_thread(b24.click, ANNA, f"+{scenarios.OUTSIDE}")
-            await until(lambda: b24.call(call_id).finished)
-            await until(lambda: both_arrived(b24, f"c2c:{call_id}"))  # the slower one must change nothing
+            assert await until(lambda: b24.call(call_id).finished)
+            assert await until(lambda: both_arrived(b24, f"c2c:{call_id}"))  # the slower one must change nothing
             call = b24.call(call_id)
             audit = b24.portal.audit()
             registrations = len(b24.portal.calls)

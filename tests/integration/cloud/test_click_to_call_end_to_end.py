@@ -11,54 +11,30 @@ that cannot be rung it reports Reason 0 with no channel at all (nothing for the 
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cloud.agents.commands import get_command
 from cloud.calls.store import list_calls
-from cloud.runtime import Runtime
-from cloud.settings import Settings
 from edge_agent.ami.framing import AmiMessage
 from edge_agent.calls.interpreter import COMMAND_ID_VARIABLE, ORIGINATE_ACTION_PREFIX
 from edge_agent.trace import read_trace
 from sandbox.ami_server.messages import header
 from sandbox.ami_server.originate import REASON_ANSWERED, REASON_FAILED, OriginateOutcome
 from sandbox.ami_server.server import FakeAmiServer, UserSpec
-from sandbox.bitrix24 import App, Emulator, EmulatorServer, User
-from sandbox.bitrix24.portal import Call, Portal
-from sandbox.bitrix24.testing import post_form
-from sandbox.cloud_local import CloudLocal, CloudLocalConfig, CrmSweeper
-from sandbox.cloud_local.agents import AmiLogin, issue_token, running_agent
-from sandbox.cloud_local.license import LicenseService
-from sandbox.portal_stack import install_finished
+from sandbox.cloud_local.agents import AmiLogin, running_agent
+from sandbox.portal_stack import ANNA, PortalStack, portal_stack, until
 
 pytestmark = [pytest.mark.integration]
 
 TRACES = Path(__file__).resolve().parents[2] / "fixtures" / "traces"
-DOMAIN = "acme.bitrix24.com"
-CLIENT_ID = "local.pbxlink.c2c-e2e"
-SECRET = "c2c-e2e-secret"
-OWNER, ANNA = 1, 11
 #: The number the recorded outbound call dialed (extension 101 → the carrier).
 OUTSIDE = "79031112233"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    """Poll: the emulator and moto offer no event to wait on from outside."""
-    async with asyncio.timeout(timeout):
-        while not await asyncio.to_thread(predicate):  # noqa: ASYNC110
-            await asyncio.sleep(0.1)
 
 
 def tagged_trace(command_id: str) -> list[AmiMessage]:
@@ -94,65 +70,29 @@ class Pbx:
 
 @dataclass
 class Stack:
-    emulator: Emulator
-    b24_url: str
-    portal: Portal
-    tenant: str
+    """The portal stack, with a fake PBX answering the agent's Originates."""
+
+    base: PortalStack
     pbx: Pbx
-    rt: Runtime
 
-    def click(self, user: int, phone: str) -> str:
-        answer = post_form(f"{self.b24_url}/_emulator/portals/{DOMAIN}/click", {"user_id": str(user), "phone": phone})
-        assert answer.status == 200, answer.body
-        return str(answer.json()["CALL_ID"])
-
-    def call(self, call_id: str) -> Call:
-        with self.portal.lock:
-            return self.portal.calls[call_id]
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.base, name)
 
     def finished(self, call_id: str) -> bool:
-        return self.call(call_id).finished
+        return bool(self.base.call(call_id).finished)
 
 
 @asynccontextmanager
 async def click_stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    emulator = Emulator(seed=13)
-    with EmulatorServer(emulator) as b24:
-        portal = emulator.add_portal(DOMAIN)
-        portal.add_user(User(OWNER, "Olga", "Owner", admin=True))
-        portal.add_user(User(ANNA, "Anna", "Petrova", phone_inner="101"))
-        config = CloudLocalConfig(
-            table_prefix="c2c-",
-            rest_port=free_port(),
-            extra_env={
-                "B24_CLIENT_ID": CLIENT_ID,
-                "B24_CLIENT_SECRET": SECRET,
-                "B24_OAUTH_URL": f"{b24.url}/oauth/token/",
-            },
-        )
-        async with CloudLocal(config, services=[LicenseService(), CrmSweeper(interval=0.3)]) as cloud:
-            emulator.add_app(App(CLIENT_ID, SECRET, handler_url=f"{cloud.rest_url}/b24/install"))
-            _, tokens = await asyncio.to_thread(emulator.install, DOMAIN, CLIENT_ID)
-            tenant = str(tokens["member_id"])
-            rt = Runtime(Settings.from_env())
-
-            def installed() -> bool:
-                try:
-                    return install_finished(rt, tenant) and bool(portal.bindings)
-                except Exception:
-                    return False
-
-            await until(installed, timeout=20)
-            try:
-                async with FakeAmiServer({"edge": UserSpec("edge-secret")}) as ami:
-                    pbx = Pbx(ami)
-                    ami.on_originate = pbx.on_originate
-                    _, token = await issue_token(tenant, "HQ")
-                    login = AmiLogin("127.0.0.1", ami.port, "edge", "edge-secret")
-                    async with running_agent(login, cloud.ws_url, token, tmp_path):
-                        yield Stack(emulator, b24.url, portal, tenant, pbx, rt)
-            finally:
-                rt.close()
+    async with (
+        portal_stack(table_prefix="c2c-", seed=13) as base,
+        FakeAmiServer({"edge": UserSpec("edge-secret")}) as ami,
+    ):
+        pbx = Pbx(ami)
+        ami.on_originate = pbx.on_originate
+        login = AmiLogin("127.0.0.1", ami.port, "edge", "edge-secret")
+        async with running_agent(login, base.cloud.ws_url, await base.agent_token(), tmp_path):
+            yield Stack(base, pbx)
 
 
 async def test_a_click_rings_the_user_then_the_client_and_its_call_id_is_finished_once(tmp_path: Path) -> None:
@@ -160,13 +100,13 @@ async def test_a_click_rings_the_user_then_the_client_and_its_call_id_is_finishe
         stack.pbx.script = [True, False]
         stack.emulator.faults.duplicate_events = True  # Bitrix24 may post a click twice: still one call each
         call_id = await asyncio.to_thread(stack.click, ANNA, f"+{OUTSIDE}")
-        await until(lambda: stack.finished(call_id), timeout=20)
+        assert await until(lambda: stack.finished(call_id), timeout=20)
         answered = stack.call(call_id)
         talk = {c.call_id: c.summary.talk_seconds for c in list_calls(stack.rt, stack.tenant) if c.summary}
 
         # the second click: Anna's phone cannot be rung (Reason 0, no channel): finished with the reason
         failed_id = await asyncio.to_thread(stack.click, ANNA, "+79261234567")
-        await until(lambda: stack.finished(failed_id))
+        assert await until(lambda: stack.finished(failed_id))
         failed = stack.call(failed_id)
         command = await asyncio.to_thread(get_command, stack.rt, stack.tenant, f"c2c:{failed_id}")
         audit = stack.portal.audit()

@@ -13,66 +13,45 @@ import asyncio
 import html
 import json
 import re
-import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 from playwright.async_api import Browser, Dialog, FrameLocator, Page, async_playwright, expect
 
-from cloud.calls.store import list_calls
-from cloud.crm.pipeline import crm_status
 from cloud.crm.settings import CrmSettings, LineSettings, load_settings
 from cloud.reconcile import on_reconcile_report
-from cloud.runtime import Runtime
-from cloud.settings import Settings
-from cloud.tenants import store
 from cloud.webapp.i18n import text
 from cloud.webapp.status import agent_views
 from edge_agent.trace import read_trace
 from sandbox.ami_server.server import FakeAmiServer, UserSpec
-from sandbox.bitrix24 import App, Emulator, EmulatorServer, User
 from sandbox.browser import BrowserMissing, launch_chromium
-from sandbox.cloud_local import CloudLocal, CloudLocalConfig, CrmSweeper
 from sandbox.cloud_local.agents import AmiLogin, running_agent
-from sandbox.cloud_local.license import LicenseService
+from sandbox.portal_stack import ANNA, CLIENT_ID, DOMAIN, OWNER, PortalStack, portal_stack, until
 from wire_protocol.messages import ReconcileCall, ReconcileReport
 
 pytestmark = [pytest.mark.integration]
 
 TRACES = Path(__file__).resolve().parents[2] / "fixtures" / "traces"
-DOMAIN = "acme.bitrix24.com"
-CLIENT_ID = "local.pbxlink.page"
-SECRET = "page-secret"
-OLGA, ANNA, BORIS = 1, 11, 12
+OLGA = OWNER
 WAIT_MS = 15_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    """Poll: the emulator and moto offer no event to wait on from outside."""
-    async with asyncio.timeout(timeout):
-        while not await asyncio.to_thread(predicate):  # noqa: ASYNC110
-            await asyncio.sleep(0.1)
 
 
 @dataclass
 class Stack:
-    emulator: Emulator
-    cloud: CloudLocal
-    tenant: str
-    rt: Runtime
+    """The portal stack and a browser to open the app in."""
+
+    base: PortalStack
     browser: Browser
     script_errors: list[str] = field(default_factory=list)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.base, name)
 
     async def open_app(self, user_id: int, lang: str = "en", *, bx24: bool = False) -> tuple[Page, FrameLocator]:
         """What Bitrix24 does when a user opens the app: POST AUTH_ID & co. into the app's iframe. ``bx24``: the
@@ -110,13 +89,6 @@ class Stack:
         await expect(frame.locator("main#app")).to_have_attribute("data-state", "ready", timeout=WAIT_MS)
         return page, frame
 
-    def calls_done(self, call_ids: set[str]) -> bool:
-        calls = {c.call_id: c for c in list_calls(self.rt, self.tenant)}
-        if not call_ids <= set(calls):
-            return False
-        statuses = [crm_status(self.rt, self.tenant, calls[c].agent_id, c) or {} for c in call_ids]
-        return all(s.get("crm_status") in ("done", "skipped") for s in statuses)
-
 
 #: What the page uses of Bitrix24's BX24 library (DOC sdk/bx24-js-sdk: init, fitWindow, refreshAuth), counting calls.
 BX24_STAND_IN = """
@@ -142,47 +114,16 @@ def expire_sessions(stack: Stack) -> None:
 
 @asynccontextmanager
 async def whole_stack() -> AsyncIterator[Stack]:
-    emulator = Emulator(seed=5)
-    with EmulatorServer(emulator) as b24:
-        portal = emulator.add_portal(DOMAIN)
-        portal.users[OLGA].name, portal.users[OLGA].last_name = "Olga", "Owner"
-        portal.add_user(User(ANNA, "Anna", "Petrova", phone_inner="101"))
-        portal.add_user(User(BORIS, "Boris", "Ivanov", phone_inner="102"))
-        config = CloudLocalConfig(
-            table_prefix="page-",
-            rest_port=free_port(),
-            extra_env={
-                "B24_CLIENT_ID": CLIENT_ID,
-                "B24_CLIENT_SECRET": SECRET,
-                "B24_OAUTH_URL": f"{b24.url}/oauth/token/",
-            },
-        )
-        async with CloudLocal(config, services=[LicenseService(), CrmSweeper(interval=0.3)]) as cloud:
-            # installed the way Bitrix24 installs an API-only app: ONAPPINSTALL posted to /b24/install
-            emulator.add_app(App(CLIENT_ID, SECRET, handler_url=f"{cloud.rest_url}/b24/install"))
-            _, tokens = await asyncio.to_thread(emulator.install, DOMAIN, CLIENT_ID)
-            tenant = str(tokens["member_id"])
-            rt = Runtime(Settings.from_env())
-
-            def installed() -> bool:
-                try:
-                    return store.get_tenant(rt, tenant).active
-                except Exception:
-                    return False
-
-            await until(installed, timeout=20)
-            try:
-                async with async_playwright() as playwright:
-                    try:
-                        browser = await launch_chromium(playwright)
-                    except BrowserMissing as exc:
-                        pytest.fail(str(exc))
-                    try:
-                        yield Stack(emulator, cloud, tenant, rt, browser)
-                    finally:
-                        await browser.close()
-            finally:
-                rt.close()
+    # installed the way Bitrix24 installs an API-only app: ONAPPINSTALL posted to /b24/install
+    async with portal_stack(table_prefix="page-", seed=5) as base, async_playwright() as playwright:
+        try:
+            browser = await launch_chromium(playwright)
+        except BrowserMissing as exc:
+            pytest.fail(str(exc))
+        try:
+            yield Stack(base, browser)
+        finally:
+            await browser.close()
 
 
 async def agent_state(frame: FrameLocator, name: str) -> str | None:
@@ -285,7 +226,7 @@ async def test_an_admin_connects_a_pbx_maps_extensions_and_changes_settings(tmp_
                 trace = read_trace(TRACES / "inbound_queue_answered.jsonl")
                 call_id = next(m["Linkedid"] for m in trace if m.get("Event") == "Newchannel")
                 await ami.play(trace, speed=None)
-                await until(lambda: stack.calls_done({call_id}))
+                assert await until(lambda: stack.crm_done({call_id}))
                 await frame.locator('[data-tab="calls"]').click()
                 call = frame.locator(f'details.call[data-call-id="{call_id}"]')
                 await expect(call).to_contain_text("done", timeout=WAIT_MS)
@@ -304,7 +245,7 @@ async def test_an_admin_connects_a_pbx_maps_extensions_and_changes_settings(tmp_
                 await expect(revoked).to_have_attribute("data-state", "revoked")
                 link = agent.link
                 assert link is not None
-                await until(lambda: link.token_refusals >= 1, timeout=30)
+                assert await until(lambda: link.token_refusals >= 1, timeout=30)
         await page.close()
         assert stack.script_errors == []
 
