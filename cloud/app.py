@@ -146,6 +146,15 @@ def expire_recordings(event: CloudWatchEvent) -> None:
         pass
 
 
+@app.schedule(Rate(5, unit=Rate.MINUTES), name="repair_bindings")
+def repair_bindings(event: CloudWatchEvent) -> None:
+    """Bind the events of portals whose install could not (Bitrix24 never re-sends ONAPPINSTALL; without the
+    bindings click-to-call and uninstall events never arrive)."""
+    from cloud.bitrix24.install import repair_bindings as repair
+
+    repair(runtime())
+
+
 @app.schedule(Rate(15, unit=Rate.MINUTES))
 def refresh_licenses(event: CloudWatchEvent) -> None:
     """Renew the leases that are half used, retry failed checks (see :mod:`cloud.licensing`)."""

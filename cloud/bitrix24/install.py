@@ -47,11 +47,13 @@ __all__ = [
     "claim_from_event",
     "claim_from_page",
     "complete_install",
+    "ensure_events_bound",
     "events_url",
     "handle_install",
     "install_from_event",
     "on_installed",
     "remove_install_hook",
+    "repair_bindings",
 ]
 
 log = logging.getLogger("cloud.bitrix24.install")
@@ -167,7 +169,9 @@ def complete_install(rt: Runtime, claim: InstallClaim) -> Tenant:
     except OAuthRefused as exc:
         existing = _already_installed(rt, claim)
         if exc.code == "invalid_grant" and existing is not None:
-            log.info("tenant %s: repeated install post (refresh token already used); nothing to do", claim.member_id)
+            log.info("tenant %s: repeated install post (refresh token already used)", claim.member_id)
+            if existing.events_bound_at is None and (failure := ensure_events_bound(rt, existing.tenant)) is not None:
+                raise failure from None  # the page's "reload to retry" retries the binding
             return existing
         raise
     if grant.member_id != claim.member_id:
@@ -189,12 +193,14 @@ def complete_install(rt: Runtime, claim: InstallClaim) -> Tenant:
         ),
     )
     log.info("tenant %s: installed (%s, %s)", tenant.tenant, tenant.domain, claim.kind)
-    bind_events(rt, tenant.tenant)
-    for hook in list(_HOOKS):
+    failure = ensure_events_bound(rt, tenant.tenant)
+    for hook in list(_HOOKS):  # also when binding failed: the portal gets its trial, the binding is repaired later
         try:
             hook(rt, tenant)
         except Exception:
             log.exception("tenant %s: install hook %s failed", tenant.tenant, getattr(hook, "__name__", hook))
+    if failure is not None:
+        raise failure
     return tenant
 
 
@@ -215,6 +221,37 @@ def events_url(rt: Runtime) -> str:
     if not base.startswith(("https://", "http://")):
         raise ConfigError("PUBLIC_BASE_URL is not set (our REST base URL, where Bitrix24 posts events)")
     return base.rstrip("/") + EVENTS_PATH
+
+
+def ensure_events_bound(rt: Runtime, tenant: str) -> Bitrix24Error | ConfigError | None:
+    """Bind our events and record the outcome on the tenant; the error if it failed (recorded, so
+    :func:`repair_bindings` retries it: Bitrix24 never re-sends ONAPPINSTALL, and without the bindings
+    click-to-call and uninstall events would never arrive)."""
+    try:
+        bind_events(rt, tenant)
+    except (Bitrix24Error, ConfigError) as exc:
+        log.error("tenant %s: binding our events failed (retried every few minutes): %s", tenant, exc)
+        store.mark_events_bound(rt, tenant, error=str(exc))
+        return exc
+    store.mark_events_bound(rt, tenant)
+    return None
+
+
+def repair_bindings(rt: Runtime) -> dict[str, str]:
+    """Bind the events of every active tenant whose binding failed (or predates this record): tenant → "bound"
+    or the error. Scheduled (``cloud.app``)."""
+    outcome: dict[str, str] = {}
+    for tenant in store.list_active_tenants(rt):
+        if tenant.events_bound_at is not None:
+            continue
+        try:
+            failure = ensure_events_bound(rt, tenant.tenant)
+        except Exception as exc:  # one tenant's trouble (its record, a bug) must not stop the others
+            log.exception("tenant %s: repairing the event bindings failed", tenant.tenant)
+            outcome[tenant.tenant] = f"failed: {exc}"
+            continue
+        outcome[tenant.tenant] = "bound" if failure is None else str(failure)
+    return outcome
 
 
 def bind_events(rt: Runtime, tenant: str) -> list[str]:

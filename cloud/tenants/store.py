@@ -93,6 +93,10 @@ class Tenant(BaseModel):
     uninstalled_at: str | None = None
     application_token_hash: str = Field(default="", repr=False)
     token_version: int = 0
+    #: When our event handlers were last bound (None: not since this install; see ``cloud.bitrix24.install``),
+    #: and why the last attempt failed.
+    events_bound_at: str | None = None
+    bind_error: str = ""
 
     @property
     def active(self) -> bool:
@@ -199,12 +203,25 @@ def save_install(rt: Runtime, install: Install) -> Tenant:
         rt,
         install.tenant,
         values,
-        remove=("uninstalled_at",),
+        remove=("uninstalled_at", "events_bound_at"),  # Bitrix24 drops an app's bindings when it is reinstalled
         extra_set=("#token_version = if_not_exists(#token_version, :zero) + :one",),
         condition_values={":zero": 0, ":one": 1},
         return_new=True,
     )
     return Tenant.from_item(item)
+
+
+def mark_events_bound(rt: Runtime, tenant: str, error: str | None = None) -> None:
+    """Record the outcome of binding our event handlers: bound now, or ``error`` (the repair schedule retries)."""
+    validate_tenant(tenant)
+    if error is None:
+        _update(
+            rt, tenant, {"events_bound_at": now_iso()}, remove=("bind_error",), condition="attribute_exists(#status)"
+        )
+    else:
+        _update(
+            rt, tenant, {"bind_error": error[:500]}, remove=("events_bound_at",), condition="attribute_exists(#status)"
+        )
 
 
 def mark_uninstalled(rt: Runtime, tenant: str) -> None:

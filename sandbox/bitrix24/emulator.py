@@ -77,6 +77,11 @@ class Faults:
     event_delay: float = 0.0  # seconds before each event is posted ("may arrive with a delay", DOC simple-way.md)
     event_loss_rate: float = 0.0  # probability an event is never posted (the queue drops it; there are no retries)
     rate_limit: bool = True
+    #: Methods that fail with INTERNAL_SERVER_ERROR every time, alone or inside a batch (e.g. ``("event.bind",)``).
+    failing_methods: tuple[str, ...] = ()
+
+    def fails(self, method: str) -> bool:
+        return method.lower() in {m.lower() for m in self.failing_methods}
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -535,6 +540,8 @@ class Emulator:
         if roll < faults.query_limit_rate + faults.server_error_rate + faults.operation_limit_rate:
             raise errors.system(errors.OPERATION_TIME_LIMIT)
         params = {k: v for k, v in params.items() if k not in ("auth", "access_token")}
+        if faults.fails(method):
+            raise errors.system(errors.INTERNAL_SERVER_ERROR)
         if method.lower() == "batch":
             return Result(self._batch(portal, ctx, params))
         try:
@@ -570,6 +577,8 @@ class Emulator:
             try:
                 if method.lower() == "batch":
                     raise errors.system(errors.BATCH_METHOD_NOT_ALLOWED)
+                if self.faults.fails(method):
+                    raise errors.system(errors.INTERNAL_SERVER_ERROR)
                 res = portal.call(ctx, method, sub)
             except RestError as exc:
                 result_error[key] = exc.body()

@@ -19,6 +19,7 @@ from cloud.bitrix24 import events
 from cloud.bitrix24.client import client_for
 from cloud.bitrix24.errors import AuthorizationLost
 from cloud.bitrix24.events import B24Event
+from cloud.bitrix24.install import on_installed, remove_install_hook, repair_bindings
 from cloud.errors import UnknownTenant
 from cloud.runtime import Runtime
 from cloud.settings import Settings
@@ -159,6 +160,69 @@ async def test_the_app_is_installed_used_and_uninstalled_like_on_bitrix24() -> N
             cloud.app.use_runtime(rt)
             try:
                 await asyncio.to_thread(scenario, emulator, server, rt, cloud_local.rest_url)
+            finally:
+                cloud.app.use_runtime(None)
+                rt.close()
+
+
+def failed_binding_scenario(emulator: Emulator, rt: Runtime, rest_url: str) -> None:
+    emulator.add_app(App(CLIENT_ID, SECRET, handler_url=f"{rest_url}/b24/install"))
+    portal = emulator.add_portal(DOMAIN)
+    portal.add_user(User(2, "Anna", phone_inner="101"))
+    member = portal.member_id
+    hooked: list[str] = []
+
+    def hook(rt: Runtime, tenant: Tenant) -> None:
+        hooked.append(tenant.tenant)
+
+    # 1. Bitrix24 cannot bind events during the install: stored, install hooks run (the trial starts), the
+    # failure recorded and answered (Bitrix24 only logs it and never sends ONAPPINSTALL again)
+    emulator.faults.failing_methods = ("event.bind",)
+    on_installed(hook)
+    try:
+        emulator.install(DOMAIN, CLIENT_ID)
+        assert delivered(portal, "ONAPPINSTALL") == ["502"]
+    finally:
+        remove_install_hook(hook)
+    tenant = store.get_tenant(rt, member)
+    assert tenant.active and tenant.events_bound_at is None and "INTERNAL_SERVER_ERROR" in tenant.bind_error
+    assert hooked == [member] and bindings(portal) == set()
+
+    # 2. The repair schedule: still failing, it records why; once Bitrix24 takes it, bound, then left alone
+    assert "INTERNAL_SERVER_ERROR" in repair_bindings(rt)[member]
+    emulator.faults.failing_methods = ()
+    assert repair_bindings(rt) == {member: "bound"}
+    assert bindings(portal) == {(event, f"{rest_url}/b24/events") for event in BOUND}
+    tenant = store.get_tenant(rt, member)
+    assert tenant.events_bound_at is not None and tenant.bind_error == ""
+    assert repair_bindings(rt) == {}
+
+    # 3. Click-to-call events now arrive
+    emulator.click_to_call(DOMAIN, 2, "+7 926 123-45-67")
+    assert delivered(portal, "ONEXTERNALCALLSTART") == ["200"]
+
+    # 4. A reinstall drops Bitrix24's bindings: the record is cleared and the install binds again
+    emulator.install(DOMAIN, CLIENT_ID)
+    assert delivered(portal, "ONAPPINSTALL", 2) == ["502", "200"]
+    assert store.get_tenant(rt, member).events_bound_at is not None
+
+
+async def test_events_bound_late_when_bitrix24_refused_them_at_install() -> None:
+    emulator = Emulator()
+    with EmulatorServer(emulator) as server:
+        async with CloudLocal(CloudLocalConfig(table_prefix="b24bind-")) as cloud_local:
+            settings = dataclasses.replace(
+                Settings.from_env(),
+                b24_client_id=CLIENT_ID,
+                b24_client_secret=SECRET,
+                b24_oauth_url=f"{server.url}/oauth/token/",
+                public_base_url=cloud_local.rest_url,
+            )
+            rt = Runtime(settings)
+            cloud.app.use_runtime(rt)
+            try:
+                with events.event_handler("ONEXTERNALCALLSTART", lambda rt, tenant, event: None):
+                    await asyncio.to_thread(failed_binding_scenario, emulator, rt, cloud_local.rest_url)
             finally:
                 cloud.app.use_runtime(None)
                 rt.close()

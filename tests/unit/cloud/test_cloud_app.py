@@ -22,9 +22,9 @@ pytest_plugins = ["cloud_testkit"]
 
 
 def without_plan(message: Any) -> Any:
-    """The welcome without the license it carries (what these tests are not about)."""
-    assert isinstance(message, Welcome) and message.plan is not None
-    return message.model_copy(update={"plan": None})
+    """The welcome without the license and the token's issue time it carries (what these tests are not about)."""
+    assert isinstance(message, Welcome) and message.plan is not None and message.agent_since is not None
+    return message.model_copy(update={"plan": None, "agent_since": None})
 
 
 def connect(client: Client, cid: str, headers: dict[str, str] | None) -> Any:
