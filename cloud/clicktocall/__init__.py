@@ -8,9 +8,11 @@ from cloud.bitrix24.events import B24Event, register_event_handler
 from cloud.runtime import Runtime
 from cloud.tenants.store import Tenant
 
+from . import failures
 from .agent_settings import push_settings, settings_for_agent
-from .failures import on_command_failed, sweep
-from .handlers import handle_callback, handle_click
+from .context import ClickToCallServices
+from .failures import on_command_failed
+from .handlers import handle_callback, handle_click, retry_callback
 
 __all__ = ["on_command_failed", "push_settings", "register_handlers", "settings_for_agent", "sweep"]
 
@@ -23,6 +25,12 @@ def _on_click(rt: Runtime, tenant: Tenant, event: B24Event) -> None:
 
 def _on_callback(rt: Runtime, tenant: Tenant, event: B24Event) -> None:
     handle_callback(rt, tenant, event)
+
+
+def sweep(rt: Runtime, services: ClickToCallServices | None = None, limit: int = 100) -> int:
+    """Finish or complete what handlers left half done (:func:`cloud.clicktocall.failures.sweep`), placing the
+    callbacks Bitrix24 could not register when they came."""
+    return failures.sweep(rt, services, limit, retry=retry_callback)
 
 
 def register_handlers() -> None:

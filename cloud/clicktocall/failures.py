@@ -11,8 +11,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
-from typing import get_args
+from typing import Any, get_args
 
 from cloud.agents.commands import claim_crm_finish, get_command
 from cloud.bitrix24.errors import Bitrix24Error, MethodError
@@ -159,7 +160,14 @@ def on_command_failed(
 # -- the sweeper --------------------------------------------------------------------------------------------------
 
 
-def sweep(rt: Runtime, services: ClickToCallServices | None = None, limit: int = 100) -> int:
+#: The sweeper's hook for a record it cannot finish but may complete (a callback Bitrix24 could not register):
+#: an outcome if it took the record, ``None`` if not (``cloud.clicktocall.handlers.retry_callback``).
+Retry = Callable[[Runtime, Tenant, str, dict[str, Any], ClickToCallServices], ClickOutcome | None]
+
+
+def sweep(
+    rt: Runtime, services: ClickToCallServices | None = None, limit: int = 100, retry: Retry | None = None
+) -> int:
     """Finish what handlers left half done: a failure finish Bitrix24 could not take (retried with backoff, given
     up after :data:`MAX_ATTEMPTS`), or an event whose handler died before it sent or refused the call (finished
     as ``interrupted`` unless the CRM pipeline owns it). Returns how many records it looked at."""
@@ -168,13 +176,13 @@ def sweep(rt: Runtime, services: ClickToCallServices | None = None, limit: int =
     for tenant, key in list(records.due(rt, services.now(), limit)):
         seen += 1
         try:
-            _sweep_one(rt, tenant, key, services)
+            _sweep_one(rt, tenant, key, services, retry)
         except Exception:
             log.exception("click-to-call sweep of %s/%s failed", tenant, key)
     return seen
 
 
-def _sweep_one(rt: Runtime, tenant: str, key: str, services: ClickToCallServices) -> None:
+def _sweep_one(rt: Runtime, tenant: str, key: str, services: ClickToCallServices, retry: Retry | None) -> None:
     record = records.get(rt, tenant, key)
     if record is None:
         return
@@ -193,6 +201,8 @@ def _sweep_one(rt: Runtime, tenant: str, key: str, services: ClickToCallServices
         owner = store.get_tenant(rt, tenant)
     except (UnknownTenant, ValueError):
         records.update(rt, tenant, key, settle=True, state="abandoned")
+        return
+    if state == "received" and retry is not None and retry(rt, owner, key, record, services) is not None:
         return
     kind = record.get("failure")
     if state == "finishing" and kind in _STATUS_KINDS:

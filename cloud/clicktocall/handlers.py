@@ -47,7 +47,7 @@ from .rules import (
     refusal,
 )
 
-__all__ = ["handle_callback", "handle_click"]
+__all__ = ["handle_callback", "handle_click", "retry_callback"]
 
 log = logging.getLogger("cloud.clicktocall")
 
@@ -127,11 +127,39 @@ def handle_callback(
     key = callback_command_id(tenant.tenant, event.event_handler_id, event.ts, callback)
     line = callback.LINE_NUMBER or None
     due_at = services.now() + STUCK_AFTER
+    # the event itself is kept: if Bitrix24 cannot register it now, the sweeper places it later (Bitrix24 never
+    # sends an event again, and a client who asked for a callback must get one)
     if not records.claim(
-        rt, tenant.tenant, key, due_at=due_at, kind="callback", number=callback.PHONE_NUMBER, line=line
+        rt,
+        tenant.tenant,
+        key,
+        due_at=due_at,
+        kind="callback",
+        number=callback.PHONE_NUMBER,
+        line=line,
+        callback=callback.model_dump_json(),
     ):
         log.info("tenant %s: callback %s delivered again; already handled", tenant.tenant, key)
         return ClickOutcome("duplicate", key)
+    try:
+        return _callback(rt, tenant, key, callback, services)
+    except Bitrix24Error as exc:
+        return _postponed(rt, tenant.tenant, key, exc, services)
+
+
+def retry_callback(
+    rt: Runtime, tenant: Tenant, key: str, record: dict[str, Any], services: ClickToCallServices
+) -> ClickOutcome | None:
+    """The sweeper's turn on a callback Bitrix24 could not register when its event came (down, rate-limited):
+    the whole callback again, from the stored event. ``None``: the record is not such a callback."""
+    stored = record.get("callback")
+    if record.get("kind") != "callback" or record.get("crm_call_id") or not isinstance(stored, str):
+        return None
+    try:
+        callback = CallbackEvent.model_validate_json(stored)
+    except ValidationError:
+        return None
+    log.info("tenant %s: callback %s tried again (attempt %s)", tenant.tenant, key, int(record.get("attempts", 0)) + 1)
     try:
         return _callback(rt, tenant, key, callback, services)
     except Bitrix24Error as exc:

@@ -38,6 +38,7 @@ from cloud.crm.settings import ClickToCallSettings, CrmSettings, LineSettings, s
 from cloud.link.dispatch import handle_agent_message
 from cloud.runtime import Runtime
 from cloud.settings import Settings
+from cloud.storage.dynamo import from_item
 from cloud.storage.tables import create_tables
 from cloud.tenants import store
 from cloud.tenants.store import Install, OAuthTokens
@@ -535,6 +536,42 @@ def test_a_click_bitrix24_could_not_be_asked_about_is_finished_as_interrupted(wo
     assert world.commands() == [] and not world.call(call_id).finished
     assert sweep(world.rt, later(60)) == 1
     assert_finished(world, call_id, "503", "pbxlink could not place the call")
+
+
+def test_a_callback_bitrix24_could_not_register_is_placed_by_the_sweeper(world: World) -> None:
+    world.save(click_to_call={"callback_from": "500"}, lines={LINE: LineSettings(default_owner=BORIS)})
+    world.emulator.faults.outage_until = time.time() + 3600
+    try:
+        post = callback(world)  # the web form's request arrives while the portal's REST is down
+    finally:
+        world.emulator.faults.outage_until = 0.0
+    assert world.portal.calls == {} and world.commands() == []
+    assert sweep(world.rt) == 0  # not due yet
+    assert sweep(world.rt, later(60)) == 1  # Bitrix24 is back: registered and placed from the stored event
+    (call,) = world.portal.calls.values()
+    (command,) = world.commands()
+    assert (call.type, call.user_id, call.phone_number, call.line_number) == (4, BORIS, "+79261234567", LINE)
+    assert call.external_call_id == command.command_id
+    assert [(b.extension, b.number) for b in world.originates()] == [("500", "79261234567")]
+    world.deliver(post)  # Bitrix24 delivered the event twice after all: still one call, one command
+    assert len(world.commands()) == 1 and len(world.portal.calls) == 1 and call.registrations == 1
+
+
+def test_a_callback_is_retried_while_bitrix24_stays_down(world: World) -> None:
+    world.save(click_to_call={"callback_from": "500"})
+    world.emulator.faults.outage_until = time.time() + 3600
+    try:
+        callback(world)
+        assert sweep(world.rt, later(60)) == 1  # still down: tried, postponed again
+        items = world.rt.dynamodb.scan(TableName=world.rt.tables.click_to_call)["Items"]
+        (key,) = [str(from_item(item)["key"]) for item in items if str(from_item(item)["key"]).startswith("cb:")]
+        record = records.get(world.rt, world.tenant, key)
+        assert record is not None and record["state"] == "received" and record["attempts"] == 2
+    finally:
+        world.emulator.faults.outage_until = 0.0
+    assert world.portal.calls == {}
+    assert sweep(world.rt, later(120)) == 1
+    assert len(world.portal.calls) == 1 and len(world.commands()) == 1
 
 
 def test_a_handler_that_died_half_way_is_taken_over_by_the_sweeper(world: World) -> None:
