@@ -20,10 +20,12 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from datetime import tzinfo
 from pathlib import Path
 
 import httpx
 
+from edge_agent.recordings.backfilled import queue_backfilled
 from edge_agent.recordings.files import look, prepare, remove, size_and_sha256
 from edge_agent.recordings.paths import local_path
 from edge_agent.recordings.queue import RecordingQueue, RecordingRow
@@ -83,6 +85,12 @@ class RecordingUploader:
         if self.queue.add(event.call_id, event.summary.recording, seq, self._clock()):
             log.info("recordings: %s queued (%s)", event.call_id, event.summary.recording)
         self._wake.set()
+
+    def call_backfilled(self, event: CallEnded, seq: int, zone: tzinfo) -> None:
+        """A ``call_ended`` from the CDR is stored under ``seq``: queue the recording its CDR row names (resolved
+        inside the recordings directory; ``zone`` is the CDR's, for FreePBX's date folders)."""
+        if queue_backfilled(self.queue, self.settings, event, seq, zone, self._clock()):
+            self._wake.set()
 
     def on_message(self, message: UploadRecording | RecordingAck) -> None:
         now = self._clock()
