@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import httpx
@@ -33,10 +33,15 @@ class UploadError(EdgeAgentError):
     """The upload did not complete; the message says how (never the URL: it is a credential)."""
 
 
+def _read_hashed(stream: BinaryIO, digest: Any) -> bytes:
+    chunk = stream.read(CHUNK)
+    digest.update(chunk)  # in the same thread as the read: the event loop never hashes (hashlib drops the GIL)
+    return chunk
+
+
 async def _chunks(path: Path, digest: Any) -> AsyncIterator[bytes]:
     with open(path, "rb") as stream:  # noqa: ASYNC230 - each read goes to a thread below
-        while chunk := await asyncio.to_thread(stream.read, CHUNK):
-            digest.update(chunk)
+        while chunk := await asyncio.to_thread(_read_hashed, stream, digest):
             yield chunk
 
 
