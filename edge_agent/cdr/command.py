@@ -5,6 +5,10 @@ ended in it and that the outbox has no ``call_ended`` for. There is no ``--force
 already in the cloud, whose store is idempotent on event ids and whose call state keeps an AMI-made end over a
 backfilled one, so sending it again could not change anything there.
 
+The recordings those calls name go into the agent's recordings queue in the same file (resolved inside the
+recordings directory, ``edge_agent.recordings.backfilled``), not with ``--dry-run``: the running agent, or the
+next one to start, uploads them.
+
 Safe while ``edge-agent run`` is running (SQLite serializes the two writers; the agent notices the new events
 within seconds and sends them). Then calls the agent saw start but has not ended are left to it (they are in
 progress); with the agent stopped they are ended from the CDR too, and sent at its next start.
