@@ -282,7 +282,12 @@ class Agent:
         """Read each gap in the AMI view from the CDR (twice: rows can be written late) and send what was missed."""
         config = self.config
         assert config.cdr is not None
-        backfiller = Backfiller(reader, gaps.outbox, lambda: interpreter.rules)
+        uploader = self.uploader
+        zone = config.cdr.zone
+        recordings = (
+            None if uploader is None else functools.partial(uploader.call_backfilled, zone=zone)
+        )  # a backfilled call's recording goes into the same queue as the AMI's
+        backfiller = Backfiller(reader, gaps.outbox, lambda: interpreter.rules, recordings)
         late = config.cdr.late_seconds
         cel = f", CEL table {config.cdr.cel_table}" if config.cdr.cel_table else ""
         log.info("cdr: backfill from %s%s", config.cdr.parsed.redacted, cel)

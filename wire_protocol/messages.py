@@ -154,6 +154,11 @@ class RecordingReady(_Message):
     type: Literal["recording_ready"] = "recording_ready"
     call_id: _CallId
     size: int = Field(ge=0)  # bytes of the file as MixMonitor left it (before any conversion)
+    #: SHA-256 (hex) of the file the agent will upload (after any conversion), and that file's format: the cloud
+    #: signs the ``PUT`` with ``x-amz-checksum-sha256``, so S3 refuses a corrupted body. ``None``: an older agent
+    #: (its upload is checked by size only).
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    format: RecordingFormat | None = None
 
 
 class RecordingResult(_Message):
@@ -314,10 +319,16 @@ class UploadRecording(_Message):
 
 
 class RecordingAck(_Message):
-    """The cloud stored the ``recording_result`` of ``call_id``: the agent forgets the recording."""
+    """The cloud stored the ``recording_result`` of ``call_id``: the agent forgets the recording (unless
+    ``retry``)."""
 
     type: Literal["recording_ack"] = "recording_ack"
     call_id: _CallId
+    #: The object in the bucket did not match the SHA-256 the agent announced (a corrupted upload): it was deleted,
+    #: and the agent uploads again with a fresh URL (counted as a failed attempt). Sent only to agents that
+    #: announced a ``sha256`` in ``recording_ready``.
+    retry: bool = False
+    reason: str | None = Field(default=None, max_length=200)
 
 
 class ReconcileResend(_Message):

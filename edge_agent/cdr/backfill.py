@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import ValidationError
 
 from edge_agent.calls.channels import ChannelRules
+from edge_agent.errors import OutboxError
 from edge_agent.outbox import Outbox
 from wire_protocol.call_events import CallEnded, CallSummary
 
@@ -87,10 +88,18 @@ class Backfiller:
     :meth:`read` touches only the CDR database (the agent runs it in a worker thread); :meth:`store` only the
     outbox (the event loop's thread, which owns the outbox connection)."""
 
-    def __init__(self, reader: CdrReader, outbox: Outbox, rules: Callable[[], ChannelRules]) -> None:
+    def __init__(
+        self,
+        reader: CdrReader,
+        outbox: Outbox,
+        rules: Callable[[], ChannelRules],
+        ended: Callable[[CallEnded, int], None] | None = None,
+    ) -> None:
         self.reader = reader
         self.outbox = outbox
         self._rules = rules
+        #: Told of each backfilled ``call_ended`` once it is stored (with its outbox seq): queues its recording.
+        self._ended = ended
 
     def read(self, since: datetime, until: datetime, *, complete_only: bool = False) -> tuple[int, list[CallSummary]]:
         """(rows read, calls that ended in the period); raises :class:`CdrError`. With CEL, transfers are added,
@@ -131,7 +140,14 @@ class Backfiller:
             except ValidationError as exc:  # e.g. a call id the wire protocol cannot carry
                 log.warning("cdr: call %s cannot be sent: %s", summary.call_id[:80], exc.errors()[0]["msg"])
         if events and not dry_run:
-            self.outbox.append(events)
+            stored = self.outbox.append(events)
+            if self._ended is not None:
+                for item in stored:
+                    if isinstance(item.event, CallEnded):
+                        try:
+                            self._ended(item.event, item.seq)
+                        except OutboxError as exc:  # the call is stored and goes; only its recording is lost
+                            log.error("recordings: the recording of %s was not queued: %s", item.event.call_id, exc)
         sendable = {e.call_id for e in events}
         report.sent = [s for s in chosen if s.call_id in sendable]
         return report

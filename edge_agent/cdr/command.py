@@ -5,6 +5,10 @@ ended in it and that the outbox has no ``call_ended`` for. There is no ``--force
 already in the cloud, whose store is idempotent on event ids and whose call state keeps an AMI-made end over a
 backfilled one, so sending it again could not change anything there.
 
+The recordings those calls name go into the agent's recordings queue in the same file (resolved inside the
+recordings directory, ``edge_agent.recordings.backfilled``), not with ``--dry-run``: the running agent, or the
+next one to start, uploads them.
+
 Safe while ``edge-agent run`` is running (SQLite serializes the two writers; the agent notices the new events
 within seconds and sends them). Then calls the agent saw start but has not ended are left to it (they are in
 progress); with the agent stopped they are ended from the CDR too, and sent at its next start.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
@@ -21,6 +26,9 @@ from typing import IO
 from edge_agent.config import AgentConfig
 from edge_agent.errors import ConfigError
 from edge_agent.outbox import Outbox, outbox_path
+from edge_agent.recordings.backfilled import queue_backfilled
+from edge_agent.recordings.queue import RecordingQueue
+from wire_protocol.call_events import CallEnded
 
 from .backfill import Backfiller, BackfillReport
 from .readers import open_reader
@@ -77,15 +85,24 @@ def run_backfill(
         except BlockingIOError:
             agent_running = True
         outbox = Outbox(outbox_path(data_dir), max_events=config.outbox_max_events)
+        recordings = RecordingQueue(outbox_path(data_dir)) if config.recordings.enabled and not dry_run else None
         reader = open_reader(config.cdr)
         try:
-            backfiller = Backfiller(reader, outbox, lambda: config.calls)
+            zone = config.cdr.zone
+
+            def queue_recording(event: CallEnded, seq: int) -> None:
+                assert recordings is not None  # the running agent (or the next start) uploads it
+                queue_backfilled(recordings, config.recordings, event, seq, zone, time.time())
+
+            backfiller = Backfiller(reader, outbox, lambda: config.calls, queue_recording if recordings else None)
             report = BackfillReport(since, until)
             report.rows, summaries = backfiller.read(since, until)
             in_progress = outbox.started_call_ids([s.call_id for s in summaries]) if agent_running else set()
             backfiller.store(report, summaries, in_progress=in_progress, dry_run=dry_run)
         finally:
             reader.close()
+            if recordings is not None:
+                recordings.close()
             outbox.close()
     for summary in report.sent:
         out.write(json.dumps({"backfilled": summary.to_json_dict()}, ensure_ascii=False) + "\n")

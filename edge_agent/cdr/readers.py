@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 KNOWN_COLUMNS = (
     "calldate", "start", "answer", "end", "clid", "src", "dst", "dcontext", "channel", "dstchannel", "lastapp",
     "lastdata", "duration", "billsec", "disposition", "uniqueid", "linkedid", "sequence", "did", "recordingfile",
+    "userfield",
 )  # fmt: skip
 _REQUIRED = ("channel", "uniqueid", "duration", "billsec", "disposition")
 

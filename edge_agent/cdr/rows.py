@@ -48,6 +48,7 @@ class CdrRow(BaseModel):
     sequence: int | None
     did: str | None = None
     recordingfile: str | None = None
+    userfield: str | None = None  # Asterisk's schema has it; a dialplan may put MIXMONITOR_FILENAME there
 
     @property
     def call_id(self) -> str:
@@ -96,6 +97,7 @@ def row_from_db(values: Mapping[str, object], zone: tzinfo) -> CdrRow:
         sequence=_int(row.get("sequence")),
         did=_text(row.get("did")) or None,
         recordingfile=_text(row.get("recordingfile")) or None,
+        userfield=_text(row.get("userfield")) or None,
     )
 
 

@@ -18,7 +18,8 @@ share its ``linkedid``. Who is who comes from channel names with the same :class
 
 What a CDR cannot say: transfers (the rows show who talked in turn, not how the call moved; ``transfers`` is
 empty, ``final_extension`` still names who had the call last), the click-to-call command id, and the
-recording's full path (``recording`` is FreePBX's ``recordingfile`` column as written, usually a bare name).
+recording's full path (``recording`` is FreePBX's ``recordingfile`` column as written, usually a bare name, or a
+``userfield`` naming a ``.wav``/``.mp3``; the recordings uploader resolves it inside the recordings directory).
 With CEL, :func:`with_transfers` adds the transfers: ``BLINDTRANSFER`` (from the transferer's channel to the
 ``extension`` of its ``extra``) and ``ATTENDEDTRANSFER`` (to the ``transfer_target_channel_name``'s extension;
 Asterisk 22 often writes ``N/A`` there, and then the target is the extension that had the call last).
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 _ANONYMOUS = frozenset({"", "<unknown>", "unknown", "anonymous", "restricted", "private", "unavailable"})
 _FAILED = frozenset({"CONGESTION", "FAILED"})
+_AUDIO = (".wav", ".mp3")
 
 
 def group_calls(rows: Iterable[CdrRow]) -> dict[str, list[CdrRow]]:
@@ -136,9 +138,18 @@ def summarize_call(rows: Sequence[CdrRow], rules: ChannelRules) -> CallSummary |
         answered_at=answered_at,
         ended_at=ended_at,
         talk_seconds=talk_seconds,
-        recording=next((r.recordingfile for r in legs if r.recordingfile), None),
+        recording=_recording(legs),
         command_id=None,
     )
+
+
+def _recording(legs: Sequence[CdrRow]) -> str | None:
+    """FreePBX's ``recordingfile``; else a ``userfield`` naming an audio file (``Set(CDR(userfield)=
+    ${MIXMONITOR_FILENAME})`` after ``MixMonitor``: Asterisk's own CDR schema has no recording column)."""
+    named = next((r.recordingfile for r in legs if r.recordingfile), None)
+    if named is None:
+        named = next((r.userfield for r in legs if r.userfield and r.userfield.lower().endswith(_AUDIO)), None)
+    return named
 
 
 def with_transfers(summary: CallSummary, events: Sequence[CelEvent], rules: ChannelRules) -> CallSummary:

@@ -4,7 +4,8 @@ A row is added in the same process step that stores the call's ``call_ended`` (s
 leaves only when the cloud confirmed the result (``recording_ack``) or declined the recording. States:
 
 ``waiting``    the call ended; the file may still grow (MixMonitor flushes after hangup)
-``ready``      the file is complete; the agent asks the cloud for an upload URL
+``ready``      the file is complete; the agent prepares it (MP3 if wanted) and hashes it (``prepared``), then
+               asks the cloud for an upload URL announcing that SHA-256
 ``uploading``  a ``PUT`` is running; a restart finds it here and starts again from ``ready`` (a URL expires,
                and a single ``PUT`` cannot resume: the whole file goes again)
 ``reported``   the result is stored and sent until the cloud acknowledges it
@@ -17,10 +18,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from edge_agent.errors import OutboxError
-from wire_protocol.messages import RecordingResult
+from pydantic import BaseModel, ConfigDict
 
-__all__ = ["RecordingQueue", "RecordingRow", "State"]
+from edge_agent.errors import OutboxError
+from wire_protocol.messages import RecordingFormat, RecordingResult
+
+__all__ = ["PreparedUpload", "RecordingQueue", "RecordingRow", "State"]
 
 State = Literal["waiting", "ready", "uploading", "reported"]
 
@@ -37,9 +40,28 @@ CREATE TABLE IF NOT EXISTS recordings (
     attempts INTEGER NOT NULL DEFAULT 0,
     next_at REAL NOT NULL DEFAULT 0,
     result TEXT,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    prepared TEXT
 );
 """
+#: Columns added after the first release, for queue files created before them.
+_ADDED = {"prepared": "TEXT"}
+
+
+class PreparedUpload(BaseModel):
+    """The file that will be uploaded (the WAV itself, or our MP3 of it) with its SHA-256, computed before the
+    agent asks for a URL: the cloud signs the ``PUT`` with it. ``wanted``: the format asked for when preparing
+    (a different answer from the cloud means preparing again)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    format: RecordingFormat
+    wanted: RecordingFormat
+    size: int
+    sha256: str
+    temporary: bool  # our conversion, deleted once the recording is done
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +78,15 @@ class RecordingRow:
     next_at: float = 0.0  # not before (backoff)
     result: str | None = None  # the RecordingResult JSON, once there is one
     updated_at: float = 0.0
+    prepared: str | None = None  # the PreparedUpload JSON, once hashed
 
     @property
     def stored_result(self) -> RecordingResult | None:
         return RecordingResult.model_validate_json(self.result) if self.result else None
+
+    @property
+    def prepared_upload(self) -> PreparedUpload | None:
+        return PreparedUpload.model_validate_json(self.prepared) if self.prepared else None
 
 
 _COLUMNS = [f.name for f in fields(RecordingRow)]
@@ -75,6 +102,10 @@ class RecordingQueue:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            present = {row[1] for row in self._db.execute("PRAGMA table_info(recordings)")}
+            for column, kind in _ADDED.items():
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE recordings ADD COLUMN {column} {kind}")
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot open the recordings queue in {self.path}: {exc}") from exc
 

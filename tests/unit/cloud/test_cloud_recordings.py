@@ -3,11 +3,12 @@ gets, what a result must prove, tenant isolation, retention; through ``$default`
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -226,3 +227,78 @@ def test_the_hourly_schedule_deletes_what_retention_ended(rt: Runtime, agent_id:
         )
     assert rt.s3.list_objects_v2(Bucket=rt.settings.bucket).get("KeyCount") == 0
     assert get_recording(rt, TENANT, agent_id, CALL).state == "expired"  # type: ignore[union-attr]
+
+
+# -- integrity: the SHA-256 the agent announced ---------------------------------------------------------------
+
+SHA = hashlib.sha256(BODY).hexdigest()
+CHECKSUM = base64.b64encode(hashlib.sha256(BODY).digest()).decode()
+
+
+def ask_with_sha256(sha256: str = SHA) -> UploadRecording:
+    (reply,) = say(RecordingReady(call_id=CALL, size=len(BODY), sha256=sha256, format="wav"))
+    assert isinstance(reply, UploadRecording) and reply.url is not None
+    return reply
+
+
+def uploaded(order: UploadRecording, sha256: str = SHA) -> RecordingResult:
+    return RecordingResult(call_id=CALL, ok=True, key=order.key, format="wav", size=len(BODY), sha256=sha256)
+
+
+def test_the_url_is_signed_with_the_announced_sha256_and_a_matching_object_is_taken(
+    rt: Runtime, agent_id: str, licensed: None
+) -> None:
+    recorded_call(rt, agent_id)
+    order = ask_with_sha256()
+    assert order.headers == {"x-amz-checksum-sha256": CHECKSUM}
+    assert "x-amz-checksum-sha256" in parse_qs(urlsplit(order.url or "").query)["X-Amz-SignedHeaders"][0]
+    assert get_recording(rt, TENANT, agent_id, CALL).sha256 == SHA  # type: ignore[union-attr]
+    assert requests.put(order.url or "", data=BODY, headers=order.headers, timeout=10).status_code == 200
+    outcome = handle_agent_message(rt, CID, encode(uploaded(order)))
+    assert outcome.replies == [RecordingAck(call_id=CALL)] and outcome.crm_calls == [CALL]
+    item = get_recording(rt, TENANT, agent_id, CALL)
+    assert item is not None and (item.state, item.sha256) == ("uploaded", SHA)
+
+
+def test_a_corrupted_object_is_deleted_never_attached_and_the_agent_uploads_again(
+    rt: Runtime, agent_id: str, licensed: None
+) -> None:
+    recorded_call(rt, agent_id)
+    order = ask_with_sha256()
+    corrupted = bytes([BODY[0] ^ 0xFF]) + BODY[1:]  # same size: only the hash tells (moto keeps no checksum here)
+    requests.put(order.url or "", data=corrupted, headers=order.headers, timeout=10)
+    outcome = handle_agent_message(rt, CID, encode(uploaded(order)))
+    (ack,) = outcome.replies
+    assert isinstance(ack, RecordingAck) and ack.retry and "SHA-256" in (ack.reason or "")
+    assert outcome.crm_calls == []  # nothing for the CRM to attach
+    with pytest.raises(Exception, match=r"404|Not Found"):
+        rt.s3.head_object(Bucket=rt.settings.bucket, Key=order.key)
+    item = get_recording(rt, TENANT, agent_id, CALL)
+    assert item is not None and item.state == "requested" and "did not verify" in item.note
+    again = ask_with_sha256()  # the agent's next attempt
+    requests.put(again.url or "", data=BODY, headers=again.headers, timeout=10)
+    assert say(uploaded(again)) == [RecordingAck(call_id=CALL)]
+    assert get_recording(rt, TENANT, agent_id, CALL).state == "uploaded"  # type: ignore[union-attr]
+
+
+def test_a_checksum_s3_keeps_is_compared_and_another_sha256_reported_is_refused(
+    rt: Runtime, agent_id: str, licensed: None
+) -> None:
+    recorded_call(rt, agent_id)
+    order = ask_with_sha256()
+    other = base64.b64encode(hashlib.sha256(b"other").digest()).decode()
+    # moto keeps a claimed checksum unchecked when the algorithm is named: S3 "kept" another one
+    rt.s3.put_object(
+        Bucket=rt.settings.bucket, Key=order.key, Body=BODY, ChecksumAlgorithm="SHA256", ChecksumSHA256=other
+    )
+    (ack,) = say(uploaded(order))
+    assert isinstance(ack, RecordingAck) and ack.retry and "S3 keeps another" in (ack.reason or "")
+    order = ask_with_sha256()
+    rt.s3.put_object(Bucket=rt.settings.bucket, Key=order.key, Body=BODY, ChecksumAlgorithm="SHA256")
+    (ack,) = say(uploaded(order, sha256=hashlib.sha256(b"x").hexdigest()))
+    assert isinstance(ack, RecordingAck) and ack.retry and "another SHA-256 than it announced" in (ack.reason or "")
+    order = ask_with_sha256()  # (the refused object was deleted)
+    rt.s3.put_object(Bucket=rt.settings.bucket, Key=order.key, Body=BODY, ChecksumAlgorithm="SHA256")
+    (ack,) = say(uploaded(order))
+    assert ack == RecordingAck(call_id=CALL)
+    assert get_recording(rt, TENANT, agent_id, CALL).state == "uploaded"  # type: ignore[union-attr]

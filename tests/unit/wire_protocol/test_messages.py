@@ -179,3 +179,18 @@ def test_a_result_with_a_bad_hash_is_invalid() -> None:
     raw = {"type": "recording_result", "call_id": "c", "ok": True, "sha256": "xyz"}
     with pytest.raises(ProtocolError, match="sha256"):
         decode_agent_message(json.dumps(raw))
+
+
+def test_the_announced_hash_and_the_retry_ack_round_trip_and_old_forms_still_read() -> None:
+    from wire_protocol.messages import RecordingAck, RecordingReady
+
+    ready = RecordingReady(call_id="pbx-1.1", size=10, sha256="a" * 64, format="wav")
+    assert decode_agent_message(encode(ready)) == ready
+    old = decode_agent_message(json.dumps({"type": "recording_ready", "call_id": "pbx-1.1", "size": 10}))
+    assert isinstance(old, RecordingReady) and (old.sha256, old.format) == (None, None)  # an older agent
+    ack = RecordingAck(call_id="pbx-1.1", retry=True, reason="the object's SHA-256 is not the one announced")
+    assert decode_cloud_message(encode(ack)) == ack
+    plain = decode_cloud_message(json.dumps({"type": "recording_ack", "call_id": "pbx-1.1"}))
+    assert isinstance(plain, RecordingAck) and not plain.retry  # an older cloud
+    with pytest.raises(ProtocolError, match="sha256"):
+        decode_agent_message(json.dumps({"type": "recording_ready", "call_id": "c", "size": 1, "sha256": "A" * 64}))

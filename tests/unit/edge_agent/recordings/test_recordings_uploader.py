@@ -3,8 +3,10 @@ streamed body (the real bucket is in the integration test)."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import shutil
+import sqlite3
 import tracemalloc
 import wave
 from collections.abc import Iterator
@@ -94,16 +96,27 @@ class Rig:
         self.clock[0] += seconds
 
     async def settle(self) -> None:
-        """Steps until the file is seen complete (``stable_seconds`` = 2)."""
+        """Steps until the file is seen complete (``stable_seconds`` = 2), then prepared and hashed."""
         for _ in range(3):
             await self.uploader.step()
             self.later(1.5)
+        await self.uploader.drain()
+
+    async def step(self) -> None:
+        await self.uploader.step()
+        await self.uploader.drain()
 
     def last(self) -> RecordingReady | RecordingResult:
         return self.sent[-1]
 
 
-def make_rig(tmp_path: Path, **settings: object) -> Rig:
+def ready(body: bytes, fmt: Literal["wav", "mp3"] = "wav", size: int | None = None) -> RecordingReady:
+    """What the agent asks with: the file's size, the uploaded file's SHA-256 and format."""
+    sha256 = hashlib.sha256(body).hexdigest()
+    return RecordingReady(call_id="pbx-1.1", size=len(body) if size is None else size, sha256=sha256, format=fmt)
+
+
+def make_rig(tmp_path: Path, wanted: Literal["wav", "mp3"] = "wav", **settings: object) -> Rig:
     clock = [1_000_000.0]
     bucket = Bucket()
     sent: list[RecordingReady | RecordingResult] = []
@@ -125,6 +138,7 @@ def make_rig(tmp_path: Path, **settings: object) -> Rig:
         http_factory=lambda: httpx.AsyncClient(transport=bucket),
         clock=lambda: clock[0],
     )
+    uploader.wanted = wanted  # as the cloud said for an earlier recording
     return Rig(tmp_path, outbox, queue, bucket, sent, clock, online, uploader)
 
 
@@ -136,8 +150,17 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     made.outbox.close()
 
 
+def signed(rig: Rig) -> dict[str, str]:
+    """The header the cloud signs into the URL: the SHA-256 the agent announced, in base64."""
+    asked = [m for m in rig.sent if isinstance(m, RecordingReady)][-1]
+    assert asked.sha256 is not None
+    return {"x-amz-checksum-sha256": base64.b64encode(bytes.fromhex(asked.sha256)).decode()}
+
+
 async def upload(rig: Rig, fmt: Literal["wav", "mp3"] = "wav", url: str = URL) -> RecordingResult:
-    order = UploadRecording(call_id="pbx-1.1", url=url, key="portal/ag/pbx-1.1/recording", format=fmt)
+    order = UploadRecording(
+        call_id="pbx-1.1", url=url, headers=signed(rig), key="portal/ag/pbx-1.1/recording", format=fmt
+    )
     rig.uploader.on_message(order)
     await rig.uploader.drain()
     result = rig.last()
@@ -149,12 +172,13 @@ async def test_a_finished_recording_is_asked_for_uploaded_streamed_and_reported_
     body = write_wav(rig.file())
     rig.end_call()
     await rig.settle()
-    assert rig.sent == [RecordingReady(call_id="pbx-1.1", size=len(body))]
-    await rig.uploader.step()
+    assert rig.sent == [ready(body)]
+    await rig.step()
     assert len(rig.sent) == 1  # asked once; again only after 30 s without an answer
     result = await upload(rig)
     (headers, received) = rig.bucket.puts[0]
     assert received == body and headers["content-length"] == str(len(body))
+    assert headers["x-amz-checksum-sha256"] == base64.b64encode(hashlib.sha256(body).digest()).decode()
     assert headers["content-type"] == "audio/wav" and "transfer-encoding" not in headers
     assert (result.ok, result.format, result.size, result.key) == (
         True,
@@ -179,7 +203,7 @@ async def test_nothing_is_asked_before_the_cloud_holds_the_call(rig: Rig) -> Non
     await rig.settle()
     assert rig.sent == []
     rig.outbox.ack(rig.outbox.last_seq)
-    await rig.uploader.step()
+    await rig.step()
     assert [m.type for m in rig.sent] == ["recording_ready"]
 
 
@@ -196,8 +220,8 @@ async def test_a_file_still_growing_after_hangup_is_not_taken_early(rig: Rig) ->
     await rig.uploader.step()
     assert rig.sent == []  # changed 1.5 s ago
     rig.later(1.0)
-    await rig.uploader.step()
-    assert rig.sent == [RecordingReady(call_id="pbx-1.1", size=path.stat().st_size)]
+    await rig.step()
+    assert rig.sent == [ready(path.read_bytes())]
 
 
 async def test_a_missing_file_is_reported_once_and_never_retried(rig: Rig) -> None:
@@ -230,7 +254,7 @@ async def test_failed_uploads_back_off_with_a_fresh_url_then_give_up(tmp_path: P
     rig.end_call()
     await rig.settle()
     rig.bucket.status = 403  # an expired URL, say
-    rig.uploader.on_message(UploadRecording(call_id="pbx-1.1", url=URL, key="k", format="wav"))
+    rig.uploader.on_message(UploadRecording(call_id="pbx-1.1", url=URL, headers=signed(rig), key="k", format="wav"))
     await rig.uploader.drain()
     (row,) = rig.queue.rows()
     assert (row.state, row.attempts, row.next_at - rig.clock[0]) == ("ready", 1, 5.0)
@@ -238,13 +262,13 @@ async def test_failed_uploads_back_off_with_a_fresh_url_then_give_up(tmp_path: P
     await rig.uploader.step()
     assert len(rig.sent) == asked  # backing off
     rig.later(5)
-    await rig.uploader.step()
-    assert rig.last() == RecordingReady(call_id="pbx-1.1", size=rig.file().stat().st_size)  # a new URL
-    rig.uploader.on_message(UploadRecording(call_id="pbx-1.1", url=URL, key="k", format="wav"))
+    await rig.step()
+    assert rig.last() == ready(rig.file().read_bytes())  # hashed again, a new URL
+    rig.uploader.on_message(UploadRecording(call_id="pbx-1.1", url=URL, headers=signed(rig), key="k", format="wav"))
     await rig.uploader.drain()
     rig.later(10)
-    await rig.uploader.step()
-    rig.uploader.on_message(UploadRecording(call_id="pbx-1.1", url=URL, key="k", format="wav"))
+    await rig.step()
+    rig.uploader.on_message(UploadRecording(call_id="pbx-1.1", url=URL, headers=signed(rig), key="k", format="wav"))
     await rig.uploader.drain()
     result = rig.last()
     assert isinstance(result, RecordingResult) and (result.ok, result.error) == (False, "upload_failed")
@@ -263,8 +287,8 @@ async def test_an_upload_cut_by_a_restart_starts_again_with_a_new_url(tmp_path: 
     again = make_rig(tmp_path)
     again.clock[0] = rig.clock[0] + 5
     assert again.queue.recover(again.clock[0]) == 1
-    await again.uploader.step()
-    assert again.sent == [RecordingReady(call_id="pbx-1.1", size=len(body))]
+    await again.step()
+    assert again.sent == [ready(body)]  # the hash survived the restart
     result = await upload(again)
     assert result.ok and again.bucket.puts[0][1] == body
     again.queue.close()
@@ -288,7 +312,7 @@ async def test_offline_the_question_waits_for_the_link(rig: Rig) -> None:
     rig.online[0] = False
     await rig.settle()
     rig.online[0] = True
-    await rig.uploader.step()
+    await rig.step()
     assert [m.type for m in rig.sent] == ["recording_ready"]
 
 
@@ -301,7 +325,8 @@ async def test_a_plain_http_url_is_refused_unless_the_cloud_is_local(rig: Rig) -
     assert rig.bucket.puts == [] and rig.queue.rows()[0].attempts == 1
 
 
-async def test_mp3_without_a_converter_uploads_the_wav_and_says_so(rig: Rig) -> None:
+async def test_mp3_without_a_converter_uploads_the_wav_and_says_so(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, wanted="mp3")
     body = write_wav(rig.file())
     rig.end_call()
     await rig.settle()
@@ -317,7 +342,7 @@ async def test_a_failing_converter_falls_back_to_wav(tmp_path: Path, monkeypatch
     broken.write_text("#!/bin/sh\necho 'lame: unsupported data format' >&2\nexit 1\n")
     broken.chmod(0o755)
     monkeypatch.setenv("PATH", str(bin_dir))
-    rig = make_rig(tmp_path, converter="lame")
+    rig = make_rig(tmp_path, wanted="mp3", converter="lame")
     write_wav(rig.file())
     rig.end_call()
     await rig.settle()
@@ -327,7 +352,7 @@ async def test_a_failing_converter_falls_back_to_wav(tmp_path: Path, monkeypatch
 
 @pytest.mark.skipif(shutil.which("lame") is None, reason="Debian's lame is not installed (apt install lame)")
 async def test_mp3_with_debians_lame(tmp_path: Path) -> None:
-    rig = make_rig(tmp_path, converter="lame")
+    rig = make_rig(tmp_path, wanted="mp3", converter="lame")
     body = write_wav(rig.file(), seconds=3)
     rig.end_call()
     await rig.settle()
@@ -357,3 +382,90 @@ async def test_a_large_file_streams_in_chunks_not_into_memory(tmp_path: Path) ->
         tracemalloc.stop()
     assert rig.bucket.sizes == [64 * 1024 * 1024]
     assert peak < 16 * 1024 * 1024, f"peak {peak} bytes while uploading 64 MB"
+
+
+# -- integrity: the SHA-256 announced before the upload ---------------------------------------------------------
+
+
+async def test_a_file_changed_after_it_was_hashed_is_hashed_again_not_reported(rig: Rig) -> None:
+    write_wav(rig.file())
+    rig.end_call()
+    await rig.settle()
+    headers = signed(rig)
+    with rig.file().open("ab") as stream:
+        stream.write(b"\0" * 10)  # the PUT sends what the disk has now; the size is the old one
+    rig.uploader.on_message(UploadRecording(call_id="pbx-1.1", url=URL, headers=headers, key="k", format="wav"))
+    await rig.uploader.drain()
+    (row,) = rig.queue.rows()
+    assert (row.state, row.attempts, row.prepared) == ("ready", 1, None)
+    assert not any(isinstance(m, RecordingResult) for m in rig.sent)
+    rig.later(5)
+    await rig.step()
+    assert rig.last() == ready(rig.file().read_bytes(), size=row.size)  # the new SHA-256
+
+
+async def test_the_cloud_refusing_the_checksum_means_upload_again_then_give_up(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, max_attempts=2)
+    body = write_wav(rig.file())
+    rig.end_call()
+    await rig.settle()
+    first = await upload(rig)
+    assert first.ok and first.sha256 == hashlib.sha256(body).hexdigest()
+    rig.uploader.on_message(RecordingAck(call_id="pbx-1.1", retry=True, reason="the object's SHA-256 differs"))
+    (row,) = rig.queue.rows()
+    assert (row.state, row.attempts, row.result) == ("ready", 1, None)  # not forgotten: uploaded again
+    rig.later(5)
+    await rig.step()
+    assert rig.last() == ready(body)
+    second = await upload(rig)
+    assert second.ok and len(rig.bucket.puts) == 2
+    rig.uploader.on_message(RecordingAck(call_id="pbx-1.1", retry=True, reason="again"))
+    failed = rig.last()
+    assert isinstance(failed, RecordingResult) and (failed.ok, failed.error) == (False, "upload_failed")
+    assert "could not verify" in failed.note
+    rig.uploader.on_message(RecordingAck(call_id="pbx-1.1", retry=True))  # a failure is never retried
+    rig.uploader.on_message(RecordingAck(call_id="pbx-1.1"))
+    assert rig.queue.rows() == []
+
+
+async def test_another_format_than_prepared_is_prepared_and_asked_for_again(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, wanted="mp3")  # no converter: the WAV with a note
+    body = write_wav(rig.file())
+    rig.end_call()
+    await rig.settle()
+    assert rig.sent == [ready(body)]
+    rig.uploader.on_message(UploadRecording(call_id="pbx-1.1", url=URL, headers=signed(rig), key="k", format="wav"))
+    await rig.uploader.drain()
+    assert rig.bucket.puts == [] and rig.uploader.wanted == "wav"
+    assert rig.sent == [ready(body), ready(body)]  # asked again at once, for a file prepared as wav
+    result = await upload(rig)
+    assert result.ok and result.note == ""  # no "MP3 wanted" note any more
+
+
+async def test_a_url_signed_for_another_checksum_is_not_used(rig: Rig) -> None:
+    write_wav(rig.file())
+    rig.end_call()
+    await rig.settle()
+    stale = {"x-amz-checksum-sha256": base64.b64encode(hashlib.sha256(b"older").digest()).decode()}
+    rig.uploader.on_message(UploadRecording(call_id="pbx-1.1", url=URL, headers=stale, key="k", format="wav"))
+    await rig.uploader.drain()
+    assert rig.bucket.puts == [] and rig.queue.rows()[0].attempts == 1
+
+
+def test_a_queue_file_from_before_hashing_gains_the_column(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "outbox.db")
+    db.execute(
+        "CREATE TABLE recordings (call_id TEXT PRIMARY KEY, pbx_path TEXT NOT NULL, event_seq INTEGER NOT NULL, "
+        "ended_at REAL NOT NULL, state TEXT NOT NULL, size INTEGER, mtime REAL, stable_since REAL, "
+        "attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL DEFAULT 0, result TEXT, updated_at REAL NOT NULL)"
+    )
+    db.execute("INSERT INTO recordings (call_id, pbx_path, event_seq, ended_at, state, updated_at) "
+               "VALUES ('pbx-1.1', '/x.wav', 3, 1.0, 'ready', 1.0)")  # fmt: skip
+    db.commit()
+    db.close()
+    queue = RecordingQueue(tmp_path / "outbox.db")
+    try:
+        (row,) = queue.rows()
+        assert (row.call_id, row.state, row.prepared) == ("pbx-1.1", "ready", None)
+    finally:
+        queue.close()
