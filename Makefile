@@ -75,6 +75,7 @@ deploy: install
 bench: install
 	$(PY) -m bench.interpreter_throughput
 	$(PY) -m bench.recording_upload
+	$(PY) -m bench.cold_start
 	$(PY) -m bench.cloud_handler
 	$(PY) -m bench.agent_load $(if $(LONG),--window 30,--window 15)
 	$(PY) -m bench.crm_latency $(if $(LONG),,--seconds 4)

@@ -155,6 +155,7 @@ async def measure(calls: int, ramp_rate: float, window: float, churn: float) -> 
                 events = len(cloud.events)
                 await wait_for(lambda: cloud.acked_seq(AGENT_ID) >= events, 60, "the agent's events to be acked")
             finally:
+                crashed = process.returncode is not None  # it stopped before we stopped it
                 if process.returncode is None:
                     process.send_signal(signal.SIGTERM)
                 try:
@@ -162,7 +163,7 @@ async def measure(calls: int, ramp_rate: float, window: float, churn: float) -> 
                 except TimeoutError:
                     process.kill()
                     await process.wait()
-            if process.returncode not in (0, -signal.SIGTERM):
+            if crashed:
                 log_tail = log_path.read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"edge-agent exited {process.returncode}: {log_tail}")
     return {

@@ -1,5 +1,5 @@
-"""The cloud's cost per message: time inside the websocket handler per message and per event, its DynamoDB round
-trips, and the handler module's import (a Lambda's cold start).
+"""The cloud's cost per message: time inside the websocket handler per message and per event, and its DynamoDB
+round trips (the cold start is :mod:`bench.cold_start`).
 
 1. **handler**: the real path of :mod:`bench.crm_latency` (recorded queue calls over AMI → a real agent →
    cloud-local → the Bitrix24 emulator) at ``--rate`` new calls per second, with the ``$default`` handler timed in
@@ -7,10 +7,7 @@ trips, and the handler module's import (a Lambda's cold start).
    (``handle_agent_message``) and its CRM pass (``process_call``, after the ack), and the DynamoDB requests each
    makes (counted per handler thread on botocore's client). moto server answers DynamoDB on loopback in this
    process, so a round trip costs more than DynamoDB's few milliseconds would; the counts carry over to AWS.
-2. **import**: ``import cloud.app`` (what the websocket Lambda imports; infra/apps.py bundles ``cloud``,
-   ``wire_protocol``, ``license_protocol``) in a fresh interpreter, ``--imports`` times; median and range.
-
-Run: ``python -m bench.cloud_handler [--rate 5] [--seconds 6] [--imports 7]``.
+Run: ``python -m bench.cloud_handler [--rate 5] [--seconds 6]``.
 """
 
 from __future__ import annotations
@@ -19,12 +16,12 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,11 +34,6 @@ from cloud.link import dispatch
 from sandbox.ami_server import FakeAmiServer, UserSpec
 from sandbox.cloud_local.agents import AmiLogin, running_agent
 from sandbox.portal_stack import portal_stack, until
-
-IMPORT_PROBE = (
-    "import sys, time; t = time.perf_counter(); import cloud.app; took = time.perf_counter() - t; "
-    "assert not any(m.split('.')[0] in ('edge_agent', 'sandbox') for m in sys.modules); print(took)"
-)
 
 
 def events_in(body: Any) -> int:
@@ -65,6 +57,7 @@ class Invocation:
     store_requests: int = 0
     crm_requests: int = 0
     part: str = "store"
+    operations: Counter[str] = field(default_factory=Counter)  # "store:GetItem", "crm:UpdateItem", ...
 
 
 @dataclass
@@ -117,6 +110,7 @@ class HandlerClock:
                     call.store_requests += 1
                 else:
                     call.crm_requests += 1
+                call.operations[f"{call.part}:{operation}"] += 1
             return make_api_call(client, operation, params)
 
         patches: list[tuple[Any, str, Any]] = [
@@ -142,6 +136,7 @@ def _ms(values: list[float], fraction: float) -> float:
 async def handler_figures(rate: float, seconds: float) -> dict[str, Any]:
     clock = HandlerClock()
     async with portal_stack(table_prefix="bench-handler-", concurrent_messages=True) as stack:
+        stack.emulator.faults.rate_limit = False  # one portal's 2 requests/s is crm_latency's part 3
         user = UserSpec("edge-secret", read="system,call,agent,dialplan", write="system,originate")
         with tempfile.TemporaryDirectory() as data_dir:
             async with FakeAmiServer({"edge": user}) as ami:
@@ -184,52 +179,29 @@ async def handler_figures(rate: float, seconds: float) -> dict[str, Any]:
         "dynamodb_requests_per_crm_pass": round(statistics.fmean(c.crm_requests for c in batches if c.crm), 2)
         if any(c.crm for c in batches)
         else None,
-    }
-
-
-def import_figures(runs: int, run: Callable[[], float] | None = None) -> dict[str, Any]:
-    """``import cloud.app`` in ``runs`` fresh interpreters (no module of the agent or the sandbox may come along)."""
-
-    def once() -> float:
-        done = subprocess.run([sys.executable, "-c", IMPORT_PROBE], capture_output=True, text=True, check=True)
-        return float(done.stdout.strip())
-
-    times = sorted((run or once)() * 1000 for _ in range(runs))
-    return {
-        "runs": runs,
-        "import_ms_median": round(statistics.median(times), 1),
-        "import_ms_min": round(times[0], 1),
-        "import_ms_max": round(times[-1], 1),
+        "dynamodb_requests_per_message_by_operation": {
+            name: round(count / len(batches), 2)
+            for name, count in sorted(sum((c.operations for c in batches), Counter[str]()).items())
+        },
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cloud_handler", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--rate", type=float, default=5.0, help="new calls per second (handler run)")
-    parser.add_argument("--seconds", type=float, default=6.0)
-    parser.add_argument("--imports", type=int, default=7, help="fresh interpreters importing cloud.app")
-    parser.add_argument("--parts", type=lambda text: set(text.split(",")), default={"handler", "import"})
+    parser.add_argument("--seconds", type=float, default=6.0, help="how long calls are started")
     args = parser.parse_args(argv)
-    result: dict[str, Any] = {}
-    if "import" in args.parts:
-        result["import"] = import_figures(args.imports) | {"load_average": load_average()}
-    if "handler" in args.parts:
-        before = load_average()
-        result["handler"] = asyncio.run(handler_figures(args.rate, args.seconds))
-        result["handler"]["load_average_before_after"] = [before, load_average()]
-    print(json.dumps(result, indent=2))
-    if "import" in result:
-        median = result["import"]["import_ms_median"]
-        print(f"import cloud.app: median {median} ms (target <= 300 ms: {'met' if median <= 300 else 'MISSED'})")
-    if "handler" in result:
-        h = result["handler"]
-        print(
-            f"$default handler at {h['calls_per_s']:g} calls/s: {h['handler_ms_per_event']} ms per event "
-            f"({h['handler_cpu_ms_per_event']} ms of it the handler thread's CPU), "
-            f"{h['handler_ms_p50']} ms per message p50 ({h['events_per_message']} events/message); "
-            f"DynamoDB requests: {h['dynamodb_requests_per_message_store_ack']} per message to store and ack, "
-            f"{h['dynamodb_requests_per_crm_pass']} per CRM pass"
-        )
+    before = load_average()
+    h = asyncio.run(handler_figures(args.rate, args.seconds))
+    h["load_average_before_after"] = [before, load_average()]
+    print(json.dumps(h, indent=2))
+    print(
+        f"$default handler at {h['calls_per_s']:g} calls/s: {h['handler_ms_per_event']} ms per event "
+        f"({h['handler_cpu_ms_per_event']} ms of it the handler thread's CPU), "
+        f"{h['handler_ms_p50']} ms per message p50 ({h['events_per_message']} events/message); "
+        f"DynamoDB requests: {h['dynamodb_requests_per_message_store_ack']} per message to store and ack, "
+        f"{h['dynamodb_requests_per_crm_pass']} per CRM pass; load {h['load_average_before_after'][0]}"
+    )
     return 0
 
 

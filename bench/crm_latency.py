@@ -46,13 +46,16 @@ TRACES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "traces
 #: tenant, on the same moto server and the same cores as the path being measured, so not every 0.1 s.
 POLL = 1.0
 _CHANNEL_SUFFIX = re.compile(r"-([0-9a-f]{8})(?=[;,]|$)")
+_BRIDGE_ID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 
 
 def fresh_call(name: str, number: int) -> list[AmiMessage]:
-    """A recorded call with its Linkedid/Uniqueids and channel names made unique (calls overlap in time)."""
+    """A recorded call with its Linkedid/Uniqueids, channel names and bridge ids made unique (calls overlap in
+    time: calls sharing a bridge id would be one bridge to the agent, hundreds of members wide)."""
 
     def rewrite(value: str) -> str:
         value = value.replace("pbx-", f"b{number}-")
+        value = _BRIDGE_ID.sub(lambda m: f"{m.group(0)[:-8]}{number:08x}", value)
         return _CHANNEL_SUFFIX.sub(lambda m: f"-{number:04x}{m.group(1)[4:]}", value)
 
     return [{k: rewrite(v) for k, v in m.items()} for m in read_trace(TRACES / f"{name}.jsonl")]
