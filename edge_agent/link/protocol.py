@@ -102,10 +102,11 @@ class LinkTimings:
     #: the next batch (Nagle's idea): no delay when the link is idle, far fewer messages under load, and each
     #: message costs the cloud a Lambda invocation and its reads.
     window_batches: int = 2
-    #: An inbound call's start, alone in the outbox, waits this long for what follows it (its phones start
+    #: An inbound call's start, alone in the outbox, may wait this long for what follows it (its phones start
     #: ringing a few milliseconds later): one message instead of two, and nothing on the ring's path waits,
-    #: since any other event sends it at once. The CRM shows nothing for a start alone.
-    start_linger: float = 0.02
+    #: since any other event sends it at once. Off (0) by default: with 0.02 the load benchmark's calls cost
+    #: one portal about 7 % more Bitrix24 requests under its rate limit, not yet explained (docs/performance.md).
+    start_linger: float = 0.0
     result_resend_window: float = 3600.0  # unconfirmed command results this recent are resent on reconnect
 
 

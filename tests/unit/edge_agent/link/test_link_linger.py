@@ -1,5 +1,5 @@
-"""A lone inbound call start waits a few milliseconds for its ringing (one message instead of two); nothing
-else waits."""
+"""With ``start_linger``, a lone inbound call start waits a few milliseconds for its ringing (one message
+instead of two); nothing else waits. Off by default."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from wire_protocol.messages import CallEventsBatch, Hello, Welcome, decode_agent
 
 T0 = 1_800_000_000.0
 AT = datetime(2026, 1, 1, tzinfo=UTC)
+LINGER = 0.02
 
 
 def started(call: str, direction: Direction = "inbound") -> CallEvent:
@@ -40,7 +41,8 @@ def batches(effects: list[Effect]) -> list[list[int]]:
 
 @pytest.fixture
 def protocol(tmp_path: Path) -> LinkProtocol:
-    link = LinkProtocol(Outbox(tmp_path / "outbox.db", clock=lambda: T0), Hello(agent_version="0.1.0"))
+    outbox = Outbox(tmp_path / "outbox.db", clock=lambda: T0)
+    link = LinkProtocol(outbox, Hello(agent_version="0.1.0"), timings=LinkTimings(start_linger=LINGER))
     link.connection_opened(1, T0)
     link.received(1, encode(Welcome(agent_id="a1", tenant="t1", acked_seq=0)), T0)
     return link
@@ -49,7 +51,7 @@ def protocol(tmp_path: Path) -> LinkProtocol:
 def test_a_lone_inbound_start_waits_for_its_ringing_and_goes_with_it(protocol: LinkProtocol) -> None:
     protocol.outbox.append([started("a")])  # type: ignore[attr-defined]
     assert batches(protocol.events_stored(T0)) == []
-    assert protocol.next_deadline() == pytest.approx(T0 + LinkTimings().start_linger)
+    assert protocol.next_deadline() == pytest.approx(T0 + LINGER)
     protocol.outbox.append([ringing("a")])  # type: ignore[attr-defined]
     assert batches(protocol.events_stored(T0 + 0.006)) == [[1, 2]]
 
@@ -58,7 +60,7 @@ def test_a_lone_start_goes_alone_when_nothing_follows_in_time(protocol: LinkProt
     protocol.outbox.append([started("a")])  # type: ignore[attr-defined]
     assert batches(protocol.events_stored(T0)) == []
     assert batches(protocol.tick(T0 + 0.01)) == []
-    assert batches(protocol.tick(T0 + LinkTimings().start_linger)) == [[1]]
+    assert batches(protocol.tick(T0 + LINGER)) == [[1]]
 
 
 def test_an_outbound_start_is_not_held(protocol: LinkProtocol) -> None:
@@ -66,9 +68,9 @@ def test_an_outbound_start_is_not_held(protocol: LinkProtocol) -> None:
     assert batches(protocol.events_stored(T0)) == [[1]]
 
 
-def test_no_linger_when_switched_off(tmp_path: Path) -> None:
+def test_no_linger_by_default(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "outbox.db", clock=lambda: T0)
-    link = LinkProtocol(outbox, Hello(agent_version="0.1.0"), timings=LinkTimings(start_linger=0))
+    link = LinkProtocol(outbox, Hello(agent_version="0.1.0"))
     link.connection_opened(1, T0)
     link.received(1, encode(Welcome(agent_id="a1", tenant="t1", acked_seq=0)), T0)
     outbox.append([started("a")])
