@@ -30,6 +30,7 @@ import re
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,7 @@ async def sustained(bench: Bench, per_min: float, seconds: float) -> dict[str, A
         "unfinished": len(audit["unfinished"]),
         "portal_calls_before": before,
         "requests": sum(bench.requests_of(c) for c in ids),
+        "calls_by_requests": dict(sorted(Counter(bench.requests_of(c) for c in ids).items())),
     }
 
 
