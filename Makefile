@@ -70,10 +70,15 @@ package: install
 deploy: install
 	$(PY) -m infra.deploy --stage $(STAGE) $(ARGS)
 
+## make bench [LONG=1]: every figure of docs/performance.md, in a few minutes; LONG=1 runs the longer defaults
+## (10 s of calls at each rate, a 30 s agent window). Each module takes --help for more.
 bench: install
 	$(PY) -m bench.interpreter_throughput
 	$(PY) -m bench.recording_upload
-	$(PY) -m bench.crm_latency
+	$(PY) -m bench.cold_start
+	$(PY) -m bench.cloud_handler
+	$(PY) -m bench.agent_load $(if $(LONG),--window 30,--window 15)
+	$(PY) -m bench.crm_latency $(if $(LONG),,--seconds 4)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build

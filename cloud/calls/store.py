@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,7 +30,16 @@ from wire_protocol.call_events import CallEvent
 
 from .state import CallState, apply_event
 
-__all__ = ["MAX_ATTEMPTS", "get_call", "list_calls", "list_events", "record_event", "record_events"]
+__all__ = [
+    "MAX_ATTEMPTS",
+    "get_call",
+    "list_calls",
+    "list_events",
+    "record_event",
+    "record_events",
+    "remember_writes",
+    "remembered_call",
+]
 
 MAX_ATTEMPTS = 5
 
@@ -119,6 +131,44 @@ def record_event(rt: Runtime, tenant: str, agent_id: str, agent_seq: int, event:
     return record_events(rt, tenant, agent_id, [(agent_seq, event)]) == 1
 
 
+#: Call states a warm container wrote last, per runtime (see :func:`remember_writes`).
+MAX_REMEMBERED = 2048
+_written: weakref.WeakKeyDictionary[Runtime, OrderedDict[tuple[str, str, str], CallState]] = weakref.WeakKeyDictionary()
+_written_lock = threading.Lock()
+
+
+def remember_writes(rt: Runtime) -> None:
+    """From now on, :func:`record_events` on ``rt`` starts from the state it wrote last for a call instead of
+    reading it (the websocket handler: a call's events usually come through one connection, so one container):
+    one read less per message. Safe because the write is conditional on that state's ``version``: if another
+    writer moved the call on, the transaction is refused and the call read again, as after any lost race."""
+    with _written_lock:
+        _written.setdefault(rt, OrderedDict())
+
+
+def remembered_call(rt: Runtime, tenant: str, agent_id: str, call_id: str) -> CallState | None:
+    """The state this container stored last for the call (with :func:`remember_writes`), or ``None``. Not
+    necessarily the newest: another container may have stored more since."""
+    with _written_lock:
+        known = _written.get(rt)
+        return None if known is None else known.get((tenant, agent_id, call_id))
+
+
+def _remember(rt: Runtime, state: CallState | None, tenant: str, agent_id: str, call_id: str) -> None:
+    with _written_lock:
+        known = _written.get(rt)
+        if known is None:
+            return  # not asked to (remember_writes)
+        key = (tenant, agent_id, call_id)
+        if state is None:
+            known.pop(key, None)
+            return
+        known[key] = state
+        known.move_to_end(key)
+        while len(known) > MAX_REMEMBERED:
+            known.popitem(last=False)
+
+
 def record_events(rt: Runtime, tenant: str, agent_id: str, events: list[tuple[int, CallEvent]]) -> int:
     """Store several events of ONE call (``(agent seq, event)``) and apply them, in one transaction: a burst
     (two phones starting to ring) costs one write instead of one each. Returns how many were new.
@@ -133,8 +183,11 @@ def record_events(rt: Runtime, tenant: str, agent_id: str, events: list[tuple[in
     stored_at = now_iso()
     pending = list(events)
     for attempt in range(MAX_ATTEMPTS):
-        current = get_call(rt, tenant, agent_id, call_id) or CallState(
-            tenant=tenant, agent_id=agent_id, call_id=call_id
+        known = remembered_call(rt, tenant, agent_id, call_id) if attempt == 0 else None
+        current = (
+            known
+            or get_call(rt, tenant, agent_id, call_id)
+            or CallState(tenant=tenant, agent_id=agent_id, call_id=call_id)
         )
         fresh: dict[int, tuple[int, CallEvent]] = {}
         for agent_seq, event in pending:
@@ -172,6 +225,7 @@ def record_events(rt: Runtime, tenant: str, agent_id: str, events: list[tuple[in
                 ]
             )
         except Exception as exc:
+            _remember(rt, None, tenant, agent_id, call_id)
             if error_code(exc) != "TransactionCanceledException":
                 raise
             reasons = [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]  # type: ignore[attr-defined]
@@ -186,5 +240,6 @@ def record_events(rt: Runtime, tenant: str, agent_id: str, events: list[tuple[in
                 time.sleep(random.uniform(0.005, 0.025) * (attempt + 1))
                 continue
             raise
+        _remember(rt, new, tenant, agent_id, call_id)
         return len(pending)
     raise StorageConflict(f"call {call_id}: {MAX_ATTEMPTS} concurrent updates in a row")

@@ -28,7 +28,7 @@ from typing import Any
 from cloud import clock
 from cloud.bitrix24.errors import AuthorizationLost, Bitrix24Error, PortalUnavailable, RateLimited
 from cloud.calls.state import CallState, lost_summary
-from cloud.calls.store import get_call
+from cloud.calls.store import get_call, remembered_call
 from cloud.runtime import Runtime
 from cloud.storage.dynamo import error_code, from_item, to_item
 
@@ -149,16 +149,46 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds")
 
 
-def request_crm(rt: Runtime, tenant: str, agent_id: str, call_id: str, now: datetime) -> None:
-    """Note that ``call`` has new events to reflect in Bitrix24 (after they are stored, before processing)."""
+def request_crm(
+    rt: Runtime, tenant: str, agent_id: str, call_id: str, now: datetime, call_version: int | None = None
+) -> None:
+    """Note that ``call`` has new events to reflect in Bitrix24 (after they are stored, before processing).
+
+    ``call_version``: the version of the call state the caller just stored, when it knows it; kept in the item's
+    ``versions`` so a pass can tell whether the state its container wrote is the newest one (see
+    :func:`_call_for_pass`).
+    """
+    values: dict[str, Any] = {
+        ":one": 1,
+        ":a": agent_id,
+        ":c": call_id,
+        ":d": DUE_SHARD,
+        ":due": _iso(now + SAFETY_DELAY),
+    }
+    versions = ""
+    if call_version is not None:
+        values[":v"] = {call_version}
+        versions = ", versions :v"
     rt.dynamodb.update_item(
         TableName=rt.tables.crm_calls,
         Key=to_item({"tenant": tenant, "call_key": call_key(agent_id, call_id)}),
-        UpdateExpression="ADD wanted :one SET agent_id = :a, call_id = :c, due_shard = :d, due_at = :due",
-        ExpressionAttributeValues=to_item(
-            {":one": 1, ":a": agent_id, ":c": call_id, ":d": DUE_SHARD, ":due": _iso(now + SAFETY_DELAY)}
-        ),
+        UpdateExpression=f"ADD wanted :one{versions} SET agent_id = :a, call_id = :c, due_shard = :d, due_at = :due",
+        ExpressionAttributeValues=to_item(values),
     )
+
+
+def _call_for_pass(rt: Runtime, tenant: str, agent_id: str, call_id: str, item: dict[str, Any]) -> CallState | None:
+    """The call as a pass must see it: the state this container stored last for it when that is provably the
+    newest one any request was made for, else read. Every ``wanted`` bump that named a version added it to
+    ``versions`` (each stored version is new), so ``len(versions) == wanted`` means no request came without one,
+    and the largest is the newest requested. An event stored meanwhile whose request lands later moves ``wanted``
+    before the release, so the pass goes round again (and reads), exactly as when a read is outdated."""
+    written = remembered_call(rt, tenant, agent_id, call_id)
+    versions = item.get("versions") or set()
+    complete = bool(versions) and len(versions) == int(item.get("wanted", 0))
+    if written is not None and complete and written.version == max(versions):
+        return written
+    return get_call(rt, tenant, agent_id, call_id)
 
 
 class _LeaseLost(Exception):
@@ -381,7 +411,7 @@ def process_call(
     try:
         for _ in range(10):  # passes: one more each time events arrive during the previous one
             wanted = int(item.get("wanted", 0))
-            call = get_call(rt, tenant, agent_id, call_id)
+            call = _call_for_pass(rt, tenant, agent_id, call_id, item)
             if call is None:
                 worker.release(wanted, due=None, progress=progress, status="missing", detail="no such call")
                 return ProcessResult("missing", detail="no such call")

@@ -38,12 +38,36 @@ def _absorb(acked: int, ranges: dict[int, int]) -> tuple[int, dict[int, int]]:
     return acked, pending
 
 
+def _extend(rt: Runtime, key: dict[str, Any], after_seq: int, top: int) -> bool:
+    """The usual case in one write, without reading first: the batch continues the acked prefix and nothing is
+    parked beyond a gap, so the ack simply moves to ``top``. ``False`` when that is not the case (the caller reads
+    and decides)."""
+    try:
+        rt.dynamodb.update_item(
+            TableName=rt.tables.agents,
+            Key=key,
+            UpdateExpression="SET acked_seq = :top, ack_version = if_not_exists(ack_version, :none) + :one",
+            ConditionExpression=(
+                "attribute_exists(agent_id) AND acked_seq >= :after AND acked_seq < :top"
+                " AND (attribute_not_exists(ack_ranges) OR ack_ranges = :empty)"
+            ),
+            ExpressionAttributeValues=to_item({":top": top, ":after": after_seq, ":one": 1, ":none": 0, ":empty": {}}),
+        )
+    except Exception as exc:
+        if is_condition_failure(exc):
+            return False
+        raise
+    return True
+
+
 def advance(rt: Runtime, tenant: str, agent_id: str, after_seq: int | None, top: int) -> int:
     """Record that every event in ``(after_seq, top]`` is stored; returns the seq to ack (never lowers).
 
     ``after_seq=None`` (an agent that does not say) trusts the batch: the ack moves to at least ``top``.
     """
     key = to_item({"tenant": tenant, "agent_id": agent_id})
+    if after_seq is not None and _extend(rt, key, after_seq, top):
+        return top
     for _ in range(MAX_ATTEMPTS):
         item = rt.dynamodb.get_item(
             TableName=rt.tables.agents,

@@ -41,11 +41,12 @@ from cloud.agents import connections, tokens
 from cloud.agents.commands import record_result
 from cloud.agents.connections import Connection
 from cloud.agents.status import touch
-from cloud.calls.store import record_events
+from cloud.calls.store import record_events, remember_writes, remembered_call
 from cloud.clicktocall import on_command_failed, settings_for_agent
 from cloud.clock import now
 from cloud.crm.pipeline import process_call, request_crm
 from cloud.errors import UnknownAgent
+from cloud.link import known_connections
 from cloud.link.acks import advance
 from cloud.reconcile import on_reconcile_report
 from cloud.recordings.service import on_recording_ready, on_recording_result
@@ -115,7 +116,7 @@ def handle_agent_message(rt: Runtime, connection_id: str, body: str | bytes | No
 
 
 def _handle(rt: Runtime, connection_id: str, body: str | bytes | None) -> Outcome:
-    conn = connections.connection_agent(rt, connection_id)
+    conn = known_connections.connection_agent(rt, connection_id)
     if conn is None:
         return _not_authorized("this connection is not authenticated; reconnect with a valid token")
     try:
@@ -123,6 +124,7 @@ def _handle(rt: Runtime, connection_id: str, body: str | bytes | None) -> Outcom
     except UnknownAgent:
         agent = None
     if agent is None or agent.revoked:
+        known_connections.forget(rt, connection_id)
         connections.drop(rt, conn.tenant, conn.agent_id, connection_id)
         return _not_authorized("this agent's token was revoked", conn)
     try:
@@ -240,11 +242,17 @@ def _store_batch(rt: Runtime, conn: Connection, batch: CallEventsBatch) -> Outco
     """Store in seq order, then ack what is stored without a gap (:mod:`cloud.link.acks`): an ack always
     means "everything up to here is safe". A batch parked behind a gap gets no ack yet."""
     outcome = Outcome(conn=conn)
+    remember_writes(rt)  # this container's own writes are the call states it starts from next time
     stored_up_to: int | None = None
+    stored_versions: dict[str, int | None] = {}
     failure: ErrorMessage | None = None
     for run in _runs_by_call(sorted(batch.events, key=lambda e: e.seq)):
         try:
-            outcome.stored += record_events(rt, conn.tenant, conn.agent_id, [(item.seq, item.event) for item in run])
+            new = record_events(rt, conn.tenant, conn.agent_id, [(item.seq, item.event) for item in run])
+            outcome.stored += new
+            # the version stored, for the CRM pass to trust this container's copy (None: not known to be ours)
+            written = remembered_call(rt, conn.tenant, conn.agent_id, run[0].event.call_id) if new else None
+            stored_versions[run[0].event.call_id] = written.version if written is not None else None
         except Exception:
             log.exception("storing events from seq %s of %s/%s failed", run[0].seq, conn.tenant, conn.agent_id)
             message = f"events from seq {run[0].seq} were not stored; resend"
@@ -260,7 +268,8 @@ def _store_batch(rt: Runtime, conn: Connection, batch: CallEventsBatch) -> Outco
         try:
             # before the ack: an acked event whose call the CRM pipeline was not told about would never reach it
             for call_id in touched:
-                request_crm(rt, conn.tenant, conn.agent_id, call_id, now())
+                version = stored_versions.get(call_id)
+                request_crm(rt, conn.tenant, conn.agent_id, call_id, now(), call_version=version)
         except Exception:
             log.exception("handing calls of %s/%s to the CRM failed", conn.tenant, conn.agent_id)
             message = "events were stored but not queued for the CRM; resend"
@@ -285,6 +294,7 @@ def deliver(rt: Runtime, request_context: Mapping[str, Any], connection_id: str,
         for reply in outcome.replies:
             if not gateway.send(connection_id, reply):
                 if outcome.conn is not None:
+                    known_connections.forget(rt, connection_id)
                     connections.drop(rt, outcome.conn.tenant, outcome.conn.agent_id, connection_id)
                 return
         if outcome.close:
