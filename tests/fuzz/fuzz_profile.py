@@ -4,17 +4,20 @@ Two profiles, chosen by ``PBXLINK_FUZZ``:
 
 * ``ci`` (the default): derandomized (the same examples on every run and machine), no example database, and
   each test's ``fuzz(n)`` budget as given, so the whole tier takes well under a minute on two cores.
-* ``long``: random seeds, the example database, and fifty times the examples: ``PBXLINK_FUZZ=long
-  .venv/bin/python -m pytest -q tests/fuzz`` (for ``make chaos`` and manual runs).
+* ``long``: random seeds, an example database (in the system's temp directory) and fifty times the examples:
+  ``PBXLINK_FUZZ=long .venv/bin/python -m pytest -q tests/fuzz`` (for ``make chaos`` and manual runs).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from hypothesis import HealthCheck, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 __all__ = ["LONG", "fuzz"]
 
@@ -28,7 +31,9 @@ _COMMON: dict[str, Any] = {
 }
 # Not loaded globally: the other tests' own hypothesis settings stay as they are.
 settings.register_profile("pbxlink-fuzz-ci", derandomize=True, database=None, **_COMMON)
-settings.register_profile("pbxlink-fuzz-long", derandomize=False, **_COMMON)
+# The example database outside the repository: failures found by long runs are tried first next time.
+_DATABASE: Final = DirectoryBasedExampleDatabase(Path(tempfile.gettempdir()) / "pbxlink-hypothesis")
+settings.register_profile("pbxlink-fuzz-long", derandomize=False, database=_DATABASE, **_COMMON)
 _PROFILE: Final = settings.get_profile("pbxlink-fuzz-long" if LONG else "pbxlink-fuzz-ci")
 
 F = TypeVar("F", bound=Callable[..., Any])
