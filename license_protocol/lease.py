@@ -111,7 +111,9 @@ def verify_lease(token: str, public_keys: Mapping[str, Ed25519PublicKey]) -> Lea
         body, signature = _unb64(body_b64), _unb64(sig_b64)
         claims: Any = json.loads(body)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise MalformedLease(f"not a lease token ({exc})") from None
+        raise MalformedLease(f"not a lease token ({str(exc)[:200]})") from None
+    except RecursionError:  # JSON nested deeper than the interpreter's stack: no lease is
+        raise MalformedLease("not a lease token (nested too deeply)") from None
     if not isinstance(claims, dict):
         raise MalformedLease("not a lease token (the body is not a JSON object)")
     if claims.get("v") != LEASE_VERSION:

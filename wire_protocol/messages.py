@@ -66,6 +66,9 @@ __all__ = [
 PROTOCOL_VERSION: Final = 1
 #: API Gateway's frame limit is 32 KB; one message is one frame, with room to spare for the envelope.
 MAX_MESSAGE_BYTES: Final = 32_000
+#: The largest integer a message may carry (JavaScript's safe integers): bigger ones are refused before
+#: Python converts them (a 5,000-digit number is a ``ValueError``, not JSON) or DynamoDB stores them (38 digits).
+MAX_INTEGER: Final = 2**53
 
 ErrorCode = Literal[
     "bad_json",  # not JSON, or not a JSON object
@@ -386,13 +389,24 @@ def encode(message: BaseModel) -> str:
     return text
 
 
+def _bounded_int(digits: str) -> int:
+    """``json.loads``'s ``parse_int``: refuse integers no peer sends before converting them."""
+    if len(digits.lstrip("-")) > 16 or abs(value := int(digits)) > MAX_INTEGER:
+        raise ProtocolError("invalid_message", f"integer {digits[:20]}... is out of range (max {MAX_INTEGER})")
+    return value
+
+
 def _decode(text: str | bytes, adapter: TypeAdapter[object], known: frozenset[str]) -> object:
     if isinstance(text, bytes):
         raise ProtocolError("bad_json", "binary frames are not part of the protocol; send text")
-    if len(text.encode("utf-8")) > MAX_MESSAGE_BYTES:
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate decoded from the transport's own escaping
+        raise ProtocolError("bad_json", "the text is not valid Unicode (a lone UTF-16 surrogate)") from None
+    if size > MAX_MESSAGE_BYTES:
         raise ProtocolError("too_large", f"message over {MAX_MESSAGE_BYTES} bytes")
     try:
-        raw = json.loads(text)
+        raw = json.loads(text, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
         raise ProtocolError("bad_json", f"not JSON: {exc.msg}") from None
     except RecursionError:
@@ -405,7 +419,7 @@ def _decode(text: str | bytes, adapter: TypeAdapter[object], known: frozenset[st
     if not isinstance(raw, dict):
         raise ProtocolError("bad_json", "a message is a JSON object")
     kind = raw.get("type")
-    if kind not in known:
+    if not isinstance(kind, str) or kind not in known:
         raise ProtocolError("unknown_type", f"unknown message type {str(kind)[:64]!r}")
     version = raw.get("v", PROTOCOL_VERSION)
     if version != PROTOCOL_VERSION:
@@ -415,8 +429,8 @@ def _decode(text: str | bytes, adapter: TypeAdapter[object], known: frozenset[st
         return adapter.validate_python(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ProtocolError("invalid_message", f"{kind}: {where}: {first['msg']}") from None
+        where = ".".join(str(part)[:64] for part in first["loc"])[:300]  # a key can be as long as the frame
+        raise ProtocolError("invalid_message", f"{kind}: {where}: {first['msg'][:300]}") from None
 
 
 def decode_agent_message(text: str | bytes) -> AgentMessage:

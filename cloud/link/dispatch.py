@@ -131,7 +131,10 @@ def _handle(rt: Runtime, connection_id: str, body: str | bytes | None) -> Outcom
         message = decode_agent_message(body if body is not None else "")
     except ProtocolError as exc:
         log.info("agent %s/%s sent a bad message: %s", conn.tenant, conn.agent_id, exc)
-        return Outcome([ErrorMessage(code=exc.code, message=exc.message, about=_message_type(body))], conn=conn)
+        about = _message_type(body)
+        if about == "error":
+            return Outcome(conn=conn)  # a broken error is not answered either: peers must not trade errors
+        return Outcome([ErrorMessage(code=exc.code, message=exc.message, about=about)], conn=conn)
 
     match message:
         case Hello():

@@ -29,42 +29,53 @@ class AmiFramer:
     __slots__ = ("_buffer", "banner", "dropped_bytes", "malformed_lines")
 
     def __init__(self, *, expect_banner: bool = True) -> None:
-        self._buffer = b""
+        # Appended to in place and searched only where new bytes arrived: a message dripping in byte by byte
+        # costs linear time, not a copy of everything buffered per read (that was quadratic: 83 s for 200 KB).
+        self._buffer = bytearray()
         #: The banner line (``Asterisk Call Manager/x.y.z``) once seen; ``""`` when none is expected.
         self.banner: str | None = None if expect_banner else ""
         self.malformed_lines = 0
         self.dropped_bytes = 0
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held for a message not complete yet (never more than :data:`MAX_MESSAGE_BYTES`)."""
+        return len(self._buffer)
+
     def feed(self, data: bytes) -> list[AmiMessage]:
         """Consume ``data``; return the messages it completed, in order."""
-        buffer = self._buffer + data.replace(b"\r", b"") if self._buffer else data.replace(b"\r", b"")
+        buffer = self._buffer
+        scan_from = max(len(buffer) - 1, 0)  # what was buffered holds no blank line, except across the seam
+        buffer += data.replace(b"\r", b"")
         if self.banner is None:
             newline = buffer.find(b"\n")
             if newline < 0:
-                self._buffer = self._bounded(buffer)
+                self._bound()
                 return []
-            first = buffer[:newline].decode("utf-8", "replace")
+            first = bytes(buffer[:newline]).decode("utf-8", "replace")
             if first.startswith(BANNER_PREFIX):
                 self.banner = first
-                buffer = buffer[newline + 1 :]
+                del buffer[: newline + 1]
             else:
                 self.banner = ""  # not an Asterisk banner: treat the bytes as messages
-        blocks = buffer.split(b"\n\n")
-        self._buffer = self._bounded(blocks.pop())
+            scan_from = 0
         messages: list[AmiMessage] = []
-        for block in blocks:
-            if block:
-                message = self._parse_block(block)
+        start = 0
+        while (end := buffer.find(b"\n\n", max(start, scan_from))) >= 0:
+            if end > start:
+                message = self._parse_block(bytes(buffer[start:end]))
                 if message:
                     messages.append(message)
+            start = end + 2
+        del buffer[:start]
+        self._bound()
         return messages
 
-    def _bounded(self, tail: bytes) -> bytes:
-        if len(tail) > MAX_MESSAGE_BYTES:
-            self.dropped_bytes += len(tail)
+    def _bound(self) -> None:
+        if len(self._buffer) > MAX_MESSAGE_BYTES:
+            self.dropped_bytes += len(self._buffer)
             self.malformed_lines += 1
-            return b""
-        return tail
+            self._buffer.clear()
 
     def _parse_block(self, block: bytes) -> AmiMessage:
         message: AmiMessage = {}

@@ -57,6 +57,7 @@ __all__ = [
     "AMI_EVENT_FILTERS",
     "COMMAND_ID_VARIABLE",
     "COMMAND_NUMBER_VARIABLE",
+    "MAX_OPEN_CHANNELS",
     "ORIGINATE_ACTION_PREFIX",
     "CallInterpreter",
 ]
@@ -81,6 +82,10 @@ _CAUSE_STATUS = {"17": "BUSY", "18": "NOANSWER", "19": "NOANSWER", "20": "CHANUN
 _FAILED_STATUSES = frozenset({"CHANUNAVAIL", "CONGESTION"})
 _ALERTING_STATES = frozenset({"5", "6"})  # Ringing, Up
 _VARIABLES = frozenset({"MIXMONITOR_FILENAME", COMMAND_ID_VARIABLE, COMMAND_NUMBER_VARIABLE})
+#: Channels tracked at most. Beyond it the oldest channel is dropped as if it hung up unseen (its call, when it
+#: was the last channel, ends ``lost``): memory stays bounded even if hangups never come (a PBX bug, a filter that
+#: hides them, junk). A large Asterisk carries a few thousand channels; each costs the interpreter about 1 KB.
+MAX_OPEN_CHANNELS = 20_000
 
 
 #: Server-side AMI event filters (``Action: Filter``): only what the interpreter reads, so a busy PBX does not
@@ -273,6 +278,10 @@ class CallInterpreter:
                 self._send_started(call)
             elif parsed.kind in (ChannelKind.EXTENSION, ChannelKind.LOCAL):
                 call.caller_extension = parsed.extension
+        if len(self._channels) > MAX_OPEN_CHANNELS:
+            oldest = next(iter(self._channels.values()))
+            self._anomaly("too many open channels", {"Channel": oldest.name, "Uniqueid": oldest.uniqueid})
+            self._drop_channel(oldest, cause="", lost=True)
         return channel
 
     def _on_dial_begin(self, m: AmiMessage, channel: Channel | None) -> None:
@@ -561,10 +570,14 @@ class CallInterpreter:
         elif extension is None or extension == call.connected:
             return  # nothing new: the same party, seen again through another event
         call.connected = extension if extension is not None else (call.connected or call.caller_extension)
+        if not call.started_sent:
+            return  # a call whose start we missed (no direction): the summary keeps the answer, no orphan event
         self._emit(CallAnswered(call_id=call.call_id, seq=self._seq(call), at=self._at(), extension=extension))
 
     def _transferred(self, call: Call, transfer: Transfer) -> None:
         call.transfers.append(transfer)
+        if not call.started_sent:
+            return  # as for answers: no event the cloud could not tie to a started call
         self._emit(CallTransferred(call_id=call.call_id, seq=self._seq(call), at=self._at(), transfer=transfer))
 
     def _drop_channel(self, channel: Channel, *, cause: str, lost: bool) -> None:

@@ -649,7 +649,7 @@ def _peek_type(text: str | bytes) -> str | None:
         return None
     try:
         raw = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply, already refused as bad_json
         return None
     kind = raw.get("type") if isinstance(raw, dict) else None
-    return kind if isinstance(kind, str) else None
+    return kind[:64] if isinstance(kind, str) else None  # the error echoing it must fit one frame
