@@ -229,8 +229,10 @@ class _Worker:
             ":s": status,
             ":det": detail or "",
             ":r": progress.requests,
+            ":zero": 0,
         }
-        outcome = "done = :w, progress = :p, crm_status = :s, crm_detail = :det, requests = :r"
+        # Bitrix24 answered this pass: a later deferral's backoff starts over (attempts counts failures in a row)
+        outcome = "done = :w, progress = :p, crm_status = :s, crm_detail = :det, requests = :r, attempts = :zero"
         if due is None:
             expression = f"SET {outcome} REMOVE lease_owner, lease_until, due_at, due_shard"
         else:
@@ -417,6 +419,8 @@ def process_call(
         return ProcessResult("busy", progress.requests - requests_before, "lease lost to another worker")
     except (RateLimited, PortalUnavailable, AuthorizationLost) as exc:
         progress = worker.latest or progress
+        if progress.requests > requests_before:  # Bitrix24 answered before this: not a failure in a row
+            attempts = 0
         floor = exc.retry_after if isinstance(exc, RateLimited) else 1.0
         if isinstance(exc, AuthorizationLost):
             floor = BLOCKED_RECHECK.total_seconds()

@@ -311,3 +311,22 @@ def test_a_call_whose_agent_went_away_is_finished_with_what_was_known(world: Wor
     (call,) = world.calls()
     assert call.finished and call.status_code == "200" and call.cards == {ANNA: False}
     assert call.finish_user_id == ANNA and call.duration == 0  # answered at its last known moment
+
+
+def test_once_bitrix24_answers_again_a_rate_limit_is_retried_in_seconds_not_minutes(world: World) -> None:
+    """Found by the fault suite (make chaos): ``attempts`` never went back to 0, so a call deferred through an
+    outage waited 2^attempts seconds (up to 15 minutes) at every later rate limit, long after Bitrix24 was back."""
+    events = events_of("inbound_direct_missed")
+    call_id = store_events(world, events[:3])  # ringing
+    world.emulator.faults.outage_until = 4e9
+    for _ in range(8):
+        assert process_call(world.rt, world.tenant, AGENT, call_id, world.services).status == "deferred"
+    world.emulator.faults.outage_until = 0
+    assert process_call(world.rt, world.tenant, AGENT, call_id, world.services).status == "waiting"  # card shown
+    for n, event in enumerate(events[3:], start=4):
+        record_event(world.rt, world.tenant, AGENT, n, event)
+    request_crm(world.rt, world.tenant, AGENT, call_id, world.clock())
+    world.emulator.faults.query_limit_rate = 1.0
+    assert process_call(world.rt, world.tenant, AGENT, call_id, world.services).status == "deferred"
+    due = datetime.fromisoformat(status(world, call_id)["due_at"])
+    assert due - world.clock() <= timedelta(seconds=2)  # one rate limit after a success: about a second
