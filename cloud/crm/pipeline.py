@@ -59,6 +59,8 @@ LEASE = timedelta(seconds=90)  # longer than one pass can take; a dead worker's 
 SAFETY_DELAY = timedelta(seconds=30)  # a requested call not processed by then is the sweeper's
 BLOCKED_RECHECK = timedelta(minutes=10)
 MAX_BACKOFF = timedelta(minutes=15)
+#: A rate limit is Bitrix24 up and saying "slower" (its bucket drains 2 requests/s): never minutes away for it.
+RATE_LIMITED_MAX_BACKOFF = timedelta(seconds=60)
 MAX_REFUSALS = 3
 MAX_STEPS = 12  # per pass; a call needs a handful
 #: Calls still open are looked at again this often: one whose PBX call was lost gets finished by the cloud.
@@ -361,8 +363,8 @@ def _record_unmapped(rt: Runtime, tenant: str, extensions: tuple[str, ...], now:
     forget_cached(rt, tenant)
 
 
-def _backoff(services: CrmServices, attempts: int, floor: float = 1.0) -> timedelta:
-    seconds = min(MAX_BACKOFF.total_seconds(), max(floor, 2.0 ** min(attempts, 12)))
+def _backoff(services: CrmServices, attempts: int, floor: float = 1.0, ceiling: timedelta = MAX_BACKOFF) -> timedelta:
+    seconds = min(ceiling.total_seconds(), max(floor, 2.0 ** min(attempts, 12)))
     return timedelta(seconds=seconds * (0.5 + services.random() / 2))
 
 
@@ -424,7 +426,8 @@ def process_call(
         floor = exc.retry_after if isinstance(exc, RateLimited) else 1.0
         if isinstance(exc, AuthorizationLost):
             floor = BLOCKED_RECHECK.total_seconds()
-        due = services.now() + _backoff(services, attempts, floor)
+        ceiling = RATE_LIMITED_MAX_BACKOFF if isinstance(exc, RateLimited) else MAX_BACKOFF
+        due = services.now() + _backoff(services, attempts, floor, ceiling)
         try:
             worker.save(progress, "deferred", str(exc))
         except _LeaseLost:

@@ -330,3 +330,20 @@ def test_once_bitrix24_answers_again_a_rate_limit_is_retried_in_seconds_not_minu
     assert process_call(world.rt, world.tenant, AGENT, call_id, world.services).status == "deferred"
     due = datetime.fromisoformat(status(world, call_id)["due_at"])
     assert due - world.clock() <= timedelta(seconds=2)  # one rate limit after a success: about a second
+
+
+def test_a_rate_limit_after_a_long_outage_is_retried_within_a_minute(world: World) -> None:
+    """Found by the fault suite: failures in a row through an outage and then ``QUERY_LIMIT_EXCEEDED`` put a call
+    up to 15 minutes away, though a rate limit clears in seconds."""
+    call_id = store_events(world, events_of("outbound_answered"))
+    world.emulator.faults.outage_until = 4e9
+    for _ in range(10):
+        assert process_call(world.rt, world.tenant, AGENT, call_id, world.services).status == "deferred"
+    world.emulator.faults.outage_until = 0
+    world.emulator.faults.query_limit_rate = 1.0
+    assert process_call(world.rt, world.tenant, AGENT, call_id, world.services).status == "deferred"
+    due = datetime.fromisoformat(status(world, call_id)["due_at"])
+    assert due - world.clock() <= pipeline.RATE_LIMITED_MAX_BACKOFF
+    world.emulator.faults.query_limit_rate = 0.0
+    world.clock.now += pipeline.RATE_LIMITED_MAX_BACKOFF
+    assert [r.status for r in sweep(world.rt, world.services)] == ["done"]
