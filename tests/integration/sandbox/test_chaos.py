@@ -25,6 +25,7 @@ async def test_forty_calls_through_cuts_a_kill_an_ami_drop_and_an_outage_land_on
     plan = ChaosPlan(
         calls=40,
         calls_per_second=1.5,
+        speed=2.0,  # calls at twice their recorded pace (the CDR keeps their real durations)
         cut_every=5.0,
         kills=1,
         ami_drops=1,
