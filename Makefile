@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser test lint typecheck unit integration live demo lab lab-down bench cloud-local package deploy clean
+.PHONY: install browser test lint typecheck unit integration live demo lab lab-down bench chaos cloud-local package deploy clean
 
 install: $(STAMP) browser
 
@@ -60,6 +60,12 @@ lab-down: install
 ## The whole cloud on this machine: Chalice REST + websocket routes behind a local API Gateway, moto as AWS.
 cloud-local: install
 	$(PY) -m sandbox.cloud_local $(ARGS)
+
+## The fault suite (docs/reliability.md): 300 calls through fake AMI → edge-agent → cloud-local → the Bitrix24
+## emulator while the websocket is cut, the agent SIGKILLed, AMI dropped and Bitrix24 rate limited and down; then
+## an hour away, compressed. About 15 minutes; prints a table, exits 1 on a lost, wrong or duplicated call.
+chaos: install
+	$(PY) -m sandbox.chaos $(ARGS)
 
 ## AWS: build both Chalice apps for STAGE (build/STAGE/), then deploy them (docs/deploy.md). ARGS: --dry-run,
 ## --artifacts-bucket B, --param Key=Value, --region R.

@@ -59,6 +59,8 @@ LEASE = timedelta(seconds=90)  # longer than one pass can take; a dead worker's 
 SAFETY_DELAY = timedelta(seconds=30)  # a requested call not processed by then is the sweeper's
 BLOCKED_RECHECK = timedelta(minutes=10)
 MAX_BACKOFF = timedelta(minutes=15)
+#: A rate limit is Bitrix24 up and saying "slower" (its bucket drains 2 requests/s): never minutes away for it.
+RATE_LIMITED_MAX_BACKOFF = timedelta(seconds=60)
 MAX_REFUSALS = 3
 MAX_STEPS = 12  # per pass; a call needs a handful
 #: Calls still open are looked at again this often: one whose PBX call was lost gets finished by the cloud.
@@ -259,8 +261,10 @@ class _Worker:
             ":s": status,
             ":det": detail or "",
             ":r": progress.requests,
+            ":zero": 0,
         }
-        outcome = "done = :w, progress = :p, crm_status = :s, crm_detail = :det, requests = :r"
+        # Bitrix24 answered this pass: a later deferral's backoff starts over (attempts counts failures in a row)
+        outcome = "done = :w, progress = :p, crm_status = :s, crm_detail = :det, requests = :r, attempts = :zero"
         if due is None:
             expression = f"SET {outcome} REMOVE lease_owner, lease_until, due_at, due_shard"
         else:
@@ -389,8 +393,8 @@ def _record_unmapped(rt: Runtime, tenant: str, extensions: tuple[str, ...], now:
     forget_cached(rt, tenant)
 
 
-def _backoff(services: CrmServices, attempts: int, floor: float = 1.0) -> timedelta:
-    seconds = min(MAX_BACKOFF.total_seconds(), max(floor, 2.0 ** min(attempts, 12)))
+def _backoff(services: CrmServices, attempts: int, floor: float = 1.0, ceiling: timedelta = MAX_BACKOFF) -> timedelta:
+    seconds = min(ceiling.total_seconds(), max(floor, 2.0 ** min(attempts, 12)))
     return timedelta(seconds=seconds * (0.5 + services.random() / 2))
 
 
@@ -447,10 +451,13 @@ def process_call(
         return ProcessResult("busy", progress.requests - requests_before, "lease lost to another worker")
     except (RateLimited, PortalUnavailable, AuthorizationLost) as exc:
         progress = worker.latest or progress
+        if progress.requests > requests_before:  # Bitrix24 answered before this: not a failure in a row
+            attempts = 0
         floor = exc.retry_after if isinstance(exc, RateLimited) else 1.0
         if isinstance(exc, AuthorizationLost):
             floor = BLOCKED_RECHECK.total_seconds()
-        due = services.now() + _backoff(services, attempts, floor)
+        ceiling = RATE_LIMITED_MAX_BACKOFF if isinstance(exc, RateLimited) else MAX_BACKOFF
+        due = services.now() + _backoff(services, attempts, floor, ceiling)
         try:
             worker.save(progress, "deferred", str(exc))
         except _LeaseLost:

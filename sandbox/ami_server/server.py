@@ -93,6 +93,9 @@ class FakeAmiServer:
         self.split_writes = False
         #: ``"\n"`` line ends instead of ``"\r\n"`` (Asterisk never does this; it probes client leniency).
         self.lf_only = False
+        #: ``False`` = AMI is down (Asterisk restarting, manager reload gone wrong): new connections are dropped at
+        #: once, before the banner, while calls go on (:meth:`emit` still updates the PBX's channels).
+        self.accepting = True
         # What the clients did.
         self.actions: list[AmiMessage] = []
         self.actions_by_connection: dict[int, list[AmiMessage]] = {}
@@ -194,6 +197,14 @@ class FakeAmiServer:
             session.abort()
         await self.wait_until(lambda: not self._sessions)
 
+    async def go_down(self) -> None:
+        """AMI goes away mid-session: every connection is dropped and new ones are refused until :meth:`come_up`."""
+        self.accepting = False
+        await self.drop_connections()
+
+    def come_up(self) -> None:
+        self.accepting = True
+
     async def send_shutdown(self, *, restart: bool = False) -> None:
         """``Event: Shutdown`` to the sessions allowed to see it, then close every connection.
 
@@ -247,6 +258,9 @@ class FakeAmiServer:
         self._changed.set()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.accepting:
+            writer.transport.abort()
+            return
         session = AmiSession(self, reader, writer, self._next_number)
         self._next_number += 1
         self._sessions[session.number] = session

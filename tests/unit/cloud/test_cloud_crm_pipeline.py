@@ -311,3 +311,39 @@ def test_a_call_whose_agent_went_away_is_finished_with_what_was_known(world: Wor
     (call,) = world.calls()
     assert call.finished and call.status_code == "200" and call.cards == {ANNA: False}
     assert call.finish_user_id == ANNA and call.duration == 0  # answered at its last known moment
+
+
+def test_once_bitrix24_answers_again_a_rate_limit_is_retried_in_seconds_not_minutes(world: World) -> None:
+    """Found by the fault suite (make chaos): ``attempts`` never went back to 0, so a call deferred through an
+    outage waited 2^attempts seconds (up to 15 minutes) at every later rate limit, long after Bitrix24 was back."""
+    events = events_of("inbound_direct_missed")
+    call_id = store_events(world, events[:3])  # ringing
+    world.emulator.faults.outage_until = 4e9
+    for _ in range(8):
+        assert process_call(world.rt, world.tenant, AGENT, call_id, world.services).status == "deferred"
+    world.emulator.faults.outage_until = 0
+    assert process_call(world.rt, world.tenant, AGENT, call_id, world.services).status == "waiting"  # card shown
+    for n, event in enumerate(events[3:], start=4):
+        record_event(world.rt, world.tenant, AGENT, n, event)
+    request_crm(world.rt, world.tenant, AGENT, call_id, world.clock())
+    world.emulator.faults.query_limit_rate = 1.0
+    assert process_call(world.rt, world.tenant, AGENT, call_id, world.services).status == "deferred"
+    due = datetime.fromisoformat(status(world, call_id)["due_at"])
+    assert due - world.clock() <= timedelta(seconds=2)  # one rate limit after a success: about a second
+
+
+def test_a_rate_limit_after_a_long_outage_is_retried_within_a_minute(world: World) -> None:
+    """Found by the fault suite: failures in a row through an outage and then ``QUERY_LIMIT_EXCEEDED`` put a call
+    up to 15 minutes away, though a rate limit clears in seconds."""
+    call_id = store_events(world, events_of("outbound_answered"))
+    world.emulator.faults.outage_until = 4e9
+    for _ in range(10):
+        assert process_call(world.rt, world.tenant, AGENT, call_id, world.services).status == "deferred"
+    world.emulator.faults.outage_until = 0
+    world.emulator.faults.query_limit_rate = 1.0
+    assert process_call(world.rt, world.tenant, AGENT, call_id, world.services).status == "deferred"
+    due = datetime.fromisoformat(status(world, call_id)["due_at"])
+    assert due - world.clock() <= pipeline.RATE_LIMITED_MAX_BACKOFF
+    world.emulator.faults.query_limit_rate = 0.0
+    world.clock.now += pipeline.RATE_LIMITED_MAX_BACKOFF
+    assert [r.status for r in sweep(world.rt, world.services)] == ["done"]
