@@ -96,6 +96,16 @@ class _Message(BaseModel):
     v: int = PROTOCOL_VERSION
 
 
+#: The cloud is deployed before the agents that customers run, and a newer cloud may add optional fields to what
+#: it sends: an agent ignores fields it does not know in a message type it knows (agents' messages stay strict:
+#: the cloud is never older than an agent). New message types need a capability in ``hello``.
+_LENIENT = ConfigDict(frozen=True, extra="ignore")
+
+
+class _CloudToAgent(_Message):
+    model_config = _LENIENT
+
+
 # -- agent -> cloud -------------------------------------------------------------------------------------
 
 
@@ -216,7 +226,7 @@ class ReconcileReport(_Message):
 
 
 class OriginateSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _LENIENT
 
     # Each of these ends up on an AMI action line: no control characters, no room for a second action.
     context: str = Field(default="from-internal", pattern=r"^[A-Za-z0-9_.-]{1,80}$")
@@ -225,7 +235,7 @@ class OriginateSettings(BaseModel):
     ring_seconds: int = Field(default=30, ge=5, le=120)
 
 
-class AgentSettings(_Message):
+class AgentSettings(_CloudToAgent):
     """What the agent needs from the tenant's settings; sent after hello and whenever they change."""
 
     type: Literal["settings"] = "settings"
@@ -237,7 +247,7 @@ class AgentSettings(_Message):
 class PlanInfo(BaseModel):
     """The portal's license as the agent shows it (``edge-agent doctor``); the cloud enforces it, not the agent."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _LENIENT
 
     plan: str = Field(max_length=64)
     state: str = Field(max_length=32)  # trial | active | grace | restricted
@@ -246,7 +256,7 @@ class PlanInfo(BaseModel):
     reason: str = Field(default="", max_length=500)
 
 
-class Welcome(_Message):
+class Welcome(_CloudToAgent):
     """The cloud's answer to hello: the agent is known, and what the cloud already holds."""
 
     type: Literal["welcome"] = "welcome"
@@ -259,7 +269,7 @@ class Welcome(_Message):
     agent_since: datetime | None = None
 
 
-class Ack(_Message):
+class Ack(_CloudToAgent):
     """Everything up to and including ``up_to_seq`` is stored; the agent may forget it. ``results``: the command
     ids whose ``command_result`` the cloud has stored (or refused for good): the agent stops resending them.
     Results are confirmed by name, not by order, because API Gateway may run one connection's messages in
@@ -273,7 +283,7 @@ class Ack(_Message):
 class OriginateCommand(BaseModel):
     """Click-to-call: ring ``extension``, then dial ``number`` from it."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _LENIENT
 
     kind: Literal["originate"] = "originate"
     extension: str = Field(pattern=r"^[A-Za-z0-9_.+*#-]{1,32}$")
@@ -284,12 +294,12 @@ class OriginateCommand(BaseModel):
 class ReloadCommand(BaseModel):
     """Re-read settings and reconnect to AMI (after an admin changed them)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = _LENIENT
 
     kind: Literal["reload"] = "reload"
 
 
-class Command(_Message):
+class Command(_CloudToAgent):
     type: Literal["command"] = "command"
     command_id: str = Field(pattern=r"^[A-Za-z0-9_.:/-]{1,128}$")
     command: Annotated[OriginateCommand | ReloadCommand, Field(discriminator="kind")]
@@ -304,7 +314,7 @@ class ErrorMessage(_Message):
     about: str | None = None  # the offending message's type, when it had one
 
 
-class UploadRecording(_Message):
+class UploadRecording(_CloudToAgent):
     """The answer to ``recording_ready``: a pre-signed HTTPS ``PUT`` for the file (the websocket never carries
     recordings: 32 KB frames), the ``headers`` to send with it, and the ``format`` the tenant wants. Without
     ``url`` the recording is not wanted (``reason``); with ``retry`` the agent asks again later."""
@@ -321,7 +331,7 @@ class UploadRecording(_Message):
     retry: bool = False
 
 
-class RecordingAck(_Message):
+class RecordingAck(_CloudToAgent):
     """The cloud stored the ``recording_result`` of ``call_id``: the agent forgets the recording (unless
     ``retry``)."""
 
@@ -334,7 +344,7 @@ class RecordingAck(_Message):
     reason: str | None = Field(default=None, max_length=200)
 
 
-class ReconcileResend(_Message):
+class ReconcileResend(_CloudToAgent):
     """The cloud's answer to a ``reconcile_report`` part: these calls ended on the PBX but the cloud does not have
     their end. The agent sends each again from the CDR as a backfilled ``call_ended``."""
 

@@ -14,6 +14,7 @@ from wire_protocol.messages import (
     OriginateCommand,
     ProtocolError,
     SequencedEvent,
+    Welcome,
     batch_events,
     decode_agent_message,
     decode_cloud_message,
@@ -194,3 +195,18 @@ def test_the_announced_hash_and_the_retry_ack_round_trip_and_old_forms_still_rea
     assert isinstance(plain, RecordingAck) and not plain.retry  # an older cloud
     with pytest.raises(ProtocolError, match="sha256"):
         decode_agent_message(json.dumps({"type": "recording_ready", "call_id": "c", "size": 1, "sha256": "A" * 64}))
+
+
+def test_an_agent_ignores_fields_a_newer_cloud_adds_but_the_cloud_stays_strict() -> None:
+    welcome = {"type": "welcome", "agent_id": "a", "tenant": "t", "acked_seq": 3, "added_later": {"x": 1}}
+    assert decode_cloud_message(json.dumps(welcome)) == Welcome(agent_id="a", tenant="t", acked_seq=3)
+    command = {
+        "type": "command",
+        "command_id": "c",
+        "command": {"kind": "originate", "extension": "101", "number": "+7926", "priority": "high"},
+        "deadline": "soon",
+    }
+    decoded = decode_cloud_message(json.dumps(command))
+    assert isinstance(decoded, Command) and decoded.command == OriginateCommand(extension="101", number="+7926")
+    with pytest.raises(ProtocolError, match="invalid_message"):  # what agents send is checked field by field
+        decode_agent_message('{"type": "hello", "agent_version": "1", "added_later": 1}')
