@@ -15,7 +15,7 @@ import re
 import wave
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from edge_agent.ami.framing import AmiMessage
@@ -117,6 +117,8 @@ def make_call(scenario: str, number: int, path: Source, started_at: float, *, ru
         rows.append(moved)
     ended = [e for e in CallInterpreter().feed_many(fresh) if isinstance(e, CallEnded)]
     recording = ended[0].summary.recording if ended else None
+    if recording:  # as FreePBX writes it: the bare file name, found by the agent in its recordings directory
+        rows = [row | {"recordingfile": PurePosixPath(recording).name} for row in rows]
     return ChaosCall(number, scenario, path, fresh, rows, call_id, recording)
 
 

@@ -28,7 +28,8 @@ class Verdict:
     unfinished: int = 0
     recordings_expected: int = 0  # live calls with a MixMonitor file
     recordings_attached: int = 0
-    recordings_from_cdr: int = 0  # backfilled calls whose recording was attached (informational)
+    cdr_recordings_expected: int = 0  # calls recovered from the CDR whose row names a recording (FreePBX)
+    recordings_from_cdr: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -43,6 +44,7 @@ class Verdict:
             and self.open_cards == 0
             and self.unfinished == 0
             and self.recordings_attached == self.recordings_expected
+            and self.recordings_from_cdr == self.cdr_recordings_expected
         )
 
 
@@ -83,7 +85,10 @@ def judge(calls: Sequence[ChaosCall], legs_of: Mapping[str, list[Call]], audit: 
                 if not attached:
                     verdict.problems.append(f"{name}: recording {call.recording} not attached")
             else:
+                verdict.cdr_recordings_expected += 1
                 verdict.recordings_from_cdr += attached
+                if not attached:
+                    verdict.problems.append(f"{name}: recording {call.recording} (from the CDR) not attached")
     twice = {k: v for k, v in audit["duplicate_external_ids"].items() if set(v) & ours}
     twice |= {k: [k] for k in audit["reregistered"] if k in ours}
     verdict.registered_twice = len(twice)
@@ -112,7 +117,11 @@ def render(verdict: Verdict, facts: Mapping[str, object]) -> str:
         ("cards left open", verdict.open_cards, 0),
         ("registered, never finished", verdict.unfinished, 0),
         ("recordings attached (live calls)", verdict.recordings_attached, verdict.recordings_expected),
-        ("recordings attached (CDR calls; not required)", verdict.recordings_from_cdr, "-"),
+        (
+            "recordings attached (calls recovered from the CDR)",
+            verdict.recordings_from_cdr,
+            verdict.cdr_recordings_expected,
+        ),
     ]
     lines = ["| check | count | must be |", "|---|---:|---:|"]
     lines += [f"| {name} | {count} | {want} |" for name, count, want in rows]
