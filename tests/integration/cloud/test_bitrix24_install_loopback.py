@@ -145,10 +145,12 @@ def _scenario(
     assert [who.tenant for who, _ in received] == [member, beta.member_id]
 
 
-async def test_the_app_is_installed_used_and_uninstalled_like_on_bitrix24() -> None:
+async def on_cloud_local(prefix: str, run: Callable[[Emulator, EmulatorServer, Runtime, str], None]) -> None:
+    """``run(emulator, its server, the cloud's runtime, cloud-local's REST URL)`` in a thread, with cloud.app
+    configured for the emulator's OAuth server and app."""
     emulator = Emulator()
     with EmulatorServer(emulator) as server:
-        async with CloudLocal(CloudLocalConfig(table_prefix="b24it-")) as cloud_local:
+        async with CloudLocal(CloudLocalConfig(table_prefix=prefix)) as cloud_local:
             settings = dataclasses.replace(
                 Settings.from_env(),
                 b24_client_id=CLIENT_ID,
@@ -159,10 +161,14 @@ async def test_the_app_is_installed_used_and_uninstalled_like_on_bitrix24() -> N
             rt = Runtime(settings)
             cloud.app.use_runtime(rt)
             try:
-                await asyncio.to_thread(scenario, emulator, server, rt, cloud_local.rest_url)
+                await asyncio.to_thread(run, emulator, server, rt, cloud_local.rest_url)
             finally:
                 cloud.app.use_runtime(None)
                 rt.close()
+
+
+async def test_the_app_is_installed_used_and_uninstalled_like_on_bitrix24() -> None:
+    await on_cloud_local("b24it-", scenario)
 
 
 def failed_binding_scenario(emulator: Emulator, rt: Runtime, rest_url: str) -> None:
@@ -208,21 +214,8 @@ def failed_binding_scenario(emulator: Emulator, rt: Runtime, rest_url: str) -> N
 
 
 async def test_events_bound_late_when_bitrix24_refused_them_at_install() -> None:
-    emulator = Emulator()
-    with EmulatorServer(emulator) as server:
-        async with CloudLocal(CloudLocalConfig(table_prefix="b24bind-")) as cloud_local:
-            settings = dataclasses.replace(
-                Settings.from_env(),
-                b24_client_id=CLIENT_ID,
-                b24_client_secret=SECRET,
-                b24_oauth_url=f"{server.url}/oauth/token/",
-                public_base_url=cloud_local.rest_url,
-            )
-            rt = Runtime(settings)
-            cloud.app.use_runtime(rt)
-            try:
-                with events.event_handler("ONEXTERNALCALLSTART", lambda rt, tenant, event: None):
-                    await asyncio.to_thread(failed_binding_scenario, emulator, rt, cloud_local.rest_url)
-            finally:
-                cloud.app.use_runtime(None)
-                rt.close()
+    def run(emulator: Emulator, server: EmulatorServer, rt: Runtime, rest_url: str) -> None:
+        with events.event_handler("ONEXTERNALCALLSTART", lambda rt, tenant, event: None):
+            failed_binding_scenario(emulator, rt, rest_url)
+
+    await on_cloud_local("b24bind-", run)
