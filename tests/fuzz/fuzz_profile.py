@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -42,3 +43,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 def fuzz(examples: int) -> Callable[[F], F]:
     """``@fuzz(200)`` above ``@given``: 200 examples in CI, 50x that with ``PBXLINK_FUZZ=long``."""
     return settings(_PROFILE, max_examples=examples * _SCALE)
+
+
+@contextmanager
+def fake_aws_credentials(region: str) -> Iterator[None]:
+    """Credentials moto accepts, for a module-scoped fixture (pytest's monkeypatch is function-scoped); the
+    environment is restored afterwards."""
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=region)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -13,7 +13,6 @@ changes the stored application token only when the OAuth server confirmed it.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -21,7 +20,7 @@ from urllib.parse import quote, urlencode
 import boto3  # type: ignore[import-untyped]
 import httpx
 import pytest
-from fuzz_profile import fuzz
+from fuzz_profile import fake_aws_credentials, fuzz
 from hypothesis import event, given
 from hypothesis import strategies as st
 from moto import mock_aws
@@ -86,36 +85,24 @@ class World:
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION)
-    try:
-        with mock_aws():
-            create_tables(boto3.client("dynamodb", region_name=REGION), "fuzzb24-")
-            settings = Settings(
-                table_prefix="fuzzb24-",
-                region=REGION,
-                b24_client_id="app.1",
-                b24_client_secret="s3cret",
-                b24_oauth_url="https://oauth.bitrix.info/oauth/token/",
-                public_base_url="https://pbx.example/api",
-            )
-            rt = Runtime(
-                settings, http_client_factory=lambda: httpx.Client(transport=httpx.MockTransport(_oauth_and_rest))
-            )
-            w = World(rt)
-            try:
-                with events.event_handler("ONEXTERNALCALLSTART", w.handler):
-                    w.reinstall()
-                    yield w
-            finally:
-                rt.close()
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with fake_aws_credentials(REGION), mock_aws():
+        create_tables(boto3.client("dynamodb", region_name=REGION), "fuzzb24-")
+        settings = Settings(
+            table_prefix="fuzzb24-",
+            region=REGION,
+            b24_client_id="app.1",
+            b24_client_secret="s3cret",
+            b24_oauth_url="https://oauth.bitrix.info/oauth/token/",
+            public_base_url="https://pbx.example/api",
+        )
+        rt = Runtime(settings, http_client_factory=lambda: httpx.Client(transport=httpx.MockTransport(_oauth_and_rest)))
+        w = World(rt)
+        try:
+            with events.event_handler("ONEXTERNALCALLSTART", w.handler):
+                w.reinstall()
+                yield w
+        finally:
+            rt.close()
 
 
 # -- bodies -----------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import boto3  # type: ignore[import-untyped]
 import pytest
-from fuzz_profile import fuzz
+from fuzz_profile import fake_aws_credentials, fuzz
 from hypothesis import given
 from hypothesis import strategies as st
 from moto import mock_aws
@@ -124,25 +124,15 @@ def test_the_agent_survives_any_frames_from_the_cloud_and_keeps_sending(
 
 @pytest.fixture(scope="module")
 def rt() -> Iterator[Runtime]:
-    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION)
-    try:
-        with mock_aws():
-            create_tables(boto3.client("dynamodb", region_name=REGION), "fuzz-")
-            runtime = Runtime(Settings(table_prefix="fuzz-", region=REGION))
-            agent_id, _ = tokens.issue_token(runtime, "portal-f", "Fuzz")
-            connections.record(runtime, "portal-f", agent_id, CID)
-            try:
-                yield runtime
-            finally:
-                runtime.close()
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with fake_aws_credentials(REGION), mock_aws():
+        create_tables(boto3.client("dynamodb", region_name=REGION), "fuzz-")
+        runtime = Runtime(Settings(table_prefix="fuzz-", region=REGION))
+        agent_id, _ = tokens.issue_token(runtime, "portal-f", "Fuzz")
+        connections.record(runtime, "portal-f", agent_id, CID)
+        try:
+            yield runtime
+        finally:
+            runtime.close()
 
 
 @fuzz(250)
