@@ -33,7 +33,9 @@ async def test_forty_calls_through_cuts_a_kill_an_ami_drop_and_an_outage_land_on
         outage_seconds=10.0,
         expire_every=20,
         rate_limit=True,  # the portal's own bucket too: 40 calls fit in its burst and refill
-        settle_timeout=150.0,
+        # a liveness bound, not a speed check: one fresh-clone run had a call's recording still deferred after
+        # 150 s under these faults (its attach retried with backoff); the outcome is what is judged
+        settle_timeout=300.0,
     )
     lines: list[str] = []
     result = await run_chaos(plan, lines.append, tmp_path)
@@ -48,7 +50,7 @@ async def test_forty_calls_through_cuts_a_kill_an_ami_drop_and_an_outage_land_on
 async def test_an_hour_away_comes_back_from_the_outbox_and_the_cdr(tmp_path: Path) -> None:
     lines: list[str] = []
     result = await run_disconnect(
-        DisconnectPlan(live_calls=6, cdr_calls=12, settle_timeout=120.0), lines.append, tmp_path
+        DisconnectPlan(live_calls=6, cdr_calls=12, settle_timeout=240.0), lines.append, tmp_path
     )
     report = "\n".join([*lines, result.table()])
     assert result.passed, report
