@@ -451,7 +451,9 @@ def process_call(
         return ProcessResult("busy", progress.requests - requests_before, "lease lost to another worker")
     except (RateLimited, PortalUnavailable, AuthorizationLost) as exc:
         progress = worker.latest or progress
-        if progress.requests > requests_before:  # Bitrix24 answered before this: not a failure in a row
+        # Bitrix24 answered before this: not a failure in a row. The upload is attachRecord's second step, so
+        # Bitrix24 answered its first (the exception left ``execute`` before its count came back).
+        if progress.requests > requests_before or getattr(exc, "method", "") == "upload":
             attempts = 0
         floor = exc.retry_after if isinstance(exc, RateLimited) else 1.0
         if isinstance(exc, AuthorizationLost):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol, runtime_checkable
 
+from cloud.bitrix24.errors import RateLimited
 from cloud.crm.executor import RecordUpload
 from cloud.crm.operations import AttachRecord
 from cloud.runtime import Runtime
@@ -12,6 +14,9 @@ from cloud.runtime import Runtime
 __all__ = ["FileUploadClient", "record_upload"]
 
 CHUNK = 1024 * 1024
+#: How long an upload refused by the portal's rate limit is retried in place, as a REST call is: the attachRecord
+#: just before took the bucket's last free slot, and deferring the whole call for that costs a second attachRecord.
+RATE_LIMIT_BUDGET = 3.0
 CONTENT_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg"}
 
 
@@ -24,13 +29,19 @@ class FileUploadClient(Protocol):
     ) -> Any: ...
 
 
-def record_upload(rt: Runtime, client: object) -> RecordUpload | None:
+def record_upload(
+    rt: Runtime,
+    client: object,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> RecordUpload | None:
     """How the pipeline uploads a recording through ``client`` (``None``: this client cannot)."""
     if not isinstance(client, FileUploadClient):
         return None
     uploader: FileUploadClient = client
 
-    def upload(op: AttachRecord, url: str, field_name: str) -> Any:
+    def upload_once(op: AttachRecord, url: str, field_name: str) -> Any:
         obj = rt.s3.get_object(Bucket=rt.settings.bucket, Key=op.object_key)
         body = obj["Body"]
         try:
@@ -39,5 +50,16 @@ def record_upload(rt: Runtime, client: object) -> RecordUpload | None:
             return uploader.upload_file(url, field_name, op.filename, chunks, int(obj["ContentLength"]), content_type)
         finally:
             body.close()
+
+    def upload(op: AttachRecord, url: str, field_name: str) -> Any:
+        deadline = clock() + RATE_LIMIT_BUDGET
+        while True:
+            try:
+                return upload_once(op, url, field_name)  # a fresh read of the object each time: the body is a stream
+            except RateLimited as exc:
+                wait = min(max(exc.retry_after, 0.5), 1.0)
+                if clock() + wait > deadline:
+                    raise
+                sleep(wait)
 
     return upload

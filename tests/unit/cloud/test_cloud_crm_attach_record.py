@@ -11,12 +11,13 @@ import pytest
 from test_cloud_crm_pipeline import AGENT, World, events_of, status, store_events, world
 
 from cloud.bitrix24.client import BatchResult, Bitrix24Client, client_for
-from cloud.bitrix24.errors import MethodError, PortalUnavailable
+from cloud.bitrix24.errors import MethodError, PortalUnavailable, RateLimited
 from cloud.crm.executor import RestClient
 from cloud.crm.pipeline import Entitled, process_call, request_crm, sweep
 from cloud.recordings.bucket import create_bucket
 from cloud.recordings.store import RecordingItem, object_key, put_recording
 from cloud.runtime import Runtime
+from cloud.storage.dynamo import from_item, to_item
 
 __all__ = ["world"]  # the fixture, imported
 
@@ -133,3 +134,72 @@ def test_an_upload_cut_off_midway_defers_the_call_and_the_retry_attaches_once(re
     assert [r.status for r in sweep(world.rt, world.services)] == ["done"]
     (call,) = world.calls()
     assert call.record is not None and call.record.content == BODY and len(world.portal.files) == 1
+
+
+class FailingUploads:
+    """The portal's client whose first ``len(failures)`` file uploads raise the given errors, in order."""
+
+    def __init__(self, inner: Bitrix24Client, failures: list[Exception]) -> None:
+        self.inner, self.failures, self.uploads = inner, failures, 0
+
+    def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
+        return self.inner.call(method, params)
+
+    def batch(self, commands: Mapping[str, tuple[str, Mapping[str, Any]]], *, halt: bool = False) -> BatchResult:
+        return self.inner.batch(commands, halt=halt)
+
+    def upload_file(
+        self, url: str, field_name: str, filename: str, chunks: Iterable[bytes], size: int, content_type: str
+    ) -> Any:
+        self.uploads += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return self.inner.upload_file(url, field_name, filename, chunks, size, content_type)
+
+
+def with_failing_uploads(world: World, failures: list[Exception]) -> list[FailingUploads]:
+    made: list[FailingUploads] = []
+    real = world.services.client_for
+
+    def client(rt: Runtime, tenant: str) -> RestClient:
+        inner = real(rt, tenant)
+        assert isinstance(inner, Bitrix24Client)
+        made.append(FailingUploads(inner, failures))
+        return made[-1]
+
+    world.services.client_for = client
+    return made
+
+
+def test_an_upload_refused_by_the_rate_limit_is_retried_in_place(recorded: World) -> None:
+    world = recorded
+    call_id = store_events(world, events_of("inbound_direct_answered"))
+    process_call(world.rt, world.tenant, AGENT, call_id, world.services)
+    upload(world, call_id)
+    # the attachRecord before took the bucket's last slot: the upload right after is refused once
+    clients = with_failing_uploads(world, [RateLimited(0.5, method="upload")])
+    result = process_call(world.rt, world.tenant, AGENT, call_id, world.services)
+    assert result.status == "done" and sum(c.uploads for c in clients) == 2  # the same pass, no deferral
+    (call,) = world.calls()
+    assert call.record is not None and call.record.content == BODY and len(world.portal.files) == 1
+
+
+def test_an_upload_failing_after_bitrix24_answered_attach_record_is_not_a_failure_in_a_row(recorded: World) -> None:
+    world = recorded
+    call_id = store_events(world, events_of("inbound_direct_answered"))
+    process_call(world.rt, world.tenant, AGENT, call_id, world.services)
+    upload(world, call_id)
+    key = to_item({"tenant": world.tenant, "call_key": f"{AGENT}#{call_id}"})
+    # earlier passes failed several times in a row (an outage)
+    world.rt.dynamodb.update_item(
+        TableName=world.rt.tables.crm_calls,
+        Key=key,
+        UpdateExpression="SET attempts = :n",
+        ExpressionAttributeValues=to_item({":n": 7}),
+    )
+    with_failing_uploads(world, [PortalUnavailable("expired_token", maybe_executed=False, method="upload")])
+    assert process_call(world.rt, world.tenant, AGENT, call_id, world.services).status == "deferred"
+    item = from_item(world.rt.dynamodb.get_item(TableName=world.rt.tables.crm_calls, Key=key)["Item"])
+    # Bitrix24 answered attachRecord in this pass: the backoff starts over (was 2^7 s away)
+    assert item["attempts"] == 1
+    assert datetime.fromisoformat(item["due_at"]) <= world.clock.now + timedelta(seconds=2)
