@@ -12,7 +12,8 @@ import contextlib
 import importlib
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, tzinfo
 from types import ModuleType
 from typing import Any, Protocol
@@ -57,17 +58,45 @@ class _SqlReader:
         self.zone = zone
         self.cel_table = cel_table
         self._columns: list[str] | None = None
+        # The agent reads in a worker thread and closes from the event loop, also when a task is cancelled while
+        # the worker is still inside a query: closing a connection under a running statement crashes the
+        # process (SQLite), so a close during a read is done by the reading thread when the read ends.
+        self._state = threading.Lock()
+        self._reading = 0
+        self._close_when_read = False
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[None]:
+        with self._state:
+            self._reading += 1
+        try:
+            yield
+        finally:
+            with self._state:
+                self._reading -= 1
+                if self._reading == 0 and self._close_when_read:
+                    self._close_when_read = False
+                    self._disconnect()
+
+    def close(self) -> None:
+        """Close the connection now, or, while a read is running in another thread, as soon as it ends."""
+        with self._state:
+            if self._reading:
+                self._close_when_read = True
+            else:
+                self._disconnect()
 
     def _connection(self) -> Any:
         raise NotImplementedError
 
     def _column_names(self) -> list[str]:
-        cursor = self._connection().cursor()
-        try:
-            cursor.execute(f"SELECT * FROM {self._table()} WHERE 1 = 0")
-            return [str(d[0]).lower() for d in cursor.description or ()]
-        finally:
-            cursor.close()
+        with self._read():
+            cursor = self._connection().cursor()
+            try:
+                cursor.execute(f"SELECT * FROM {self._table()} WHERE 1 = 0")
+                return [str(d[0]).lower() for d in cursor.description or ()]
+            finally:
+                cursor.close()
 
     def _table(self, name: str | None = None) -> str:
         return ".".join(f"{self.quote}{part}{self.quote}" for part in (name or self.dsn.table).split("."))
@@ -96,12 +125,7 @@ class _SqlReader:
             f"WHERE {q}{start}{q} >= {p} AND {q}{start}{q} < {p}"
         )
         try:
-            cursor = self._connection().cursor()
-            try:
-                cursor.execute(sql, (self._local(since), self._local(until)))
-                fetched: Sequence[Sequence[object]] = cursor.fetchall()
-            finally:
-                cursor.close()
+            fetched = self._fetch(sql, since, until)
         except CdrError:
             raise
         except Exception as exc:  # every driver has its own exception tree
@@ -126,12 +150,7 @@ class _SqlReader:
             f"AND {q}eventtype{q} IN ('BLINDTRANSFER', 'ATTENDEDTRANSFER', 'LINKEDID_END')"
         )
         try:
-            cursor = self._connection().cursor()
-            try:
-                cursor.execute(sql, (self._local(since), self._local(until)))
-                fetched: Sequence[Sequence[object]] = cursor.fetchall()
-            finally:
-                cursor.close()
+            fetched = self._fetch(sql, since, until)
         except CdrError:
             raise
         except Exception as exc:
@@ -148,13 +167,24 @@ class _SqlReader:
                 log.warning("cdr: skipping a CEL row: %s", exc)
         return events
 
+    def _fetch(self, sql: str, since: datetime, until: datetime) -> Sequence[Sequence[object]]:
+        with self._read():
+            cursor = self._connection().cursor()
+            try:
+                cursor.execute(sql, (self._local(since), self._local(until)))
+                fetched: Sequence[Sequence[object]] = cursor.fetchall()
+                return fetched
+            finally:
+                cursor.close()
+
     def _local(self, moment: datetime) -> Any:
         return moment.astimezone(self.zone).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S")
 
     def _reset(self) -> None:
-        pass
+        """Drop a connection a driver error may have left broken; the next read connects again."""
+        self.close()
 
-    def close(self) -> None:
+    def _disconnect(self) -> None:
         pass
 
 
@@ -187,10 +217,7 @@ class SqliteCdrReader(_SqlReader):
         except sqlite3.Error as exc:
             raise CdrError(f"cannot read table {self.dsn.table} in {self.dsn.path}: {exc}") from None
 
-    def _reset(self) -> None:
-        self.close()
-
-    def close(self) -> None:
+    def _disconnect(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -227,10 +254,7 @@ class DbApiCdrReader(_SqlReader):
             self._reset()
             raise CdrError(f"cannot read table {self.dsn.table} from {self.dsn.redacted}: {_describe(exc)}") from None
 
-    def _reset(self) -> None:
-        self.close()
-
-    def close(self) -> None:
+    def _disconnect(self) -> None:
         if self._db is not None:
             with contextlib.suppress(Exception):  # a connection that is already broken
                 self._db.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -31,6 +32,38 @@ def test_reads_the_rows_of_a_period_from_a_lab_master_db(tmp_path: Path) -> None
     assert rows and all(since <= r.start < until for r in rows)
     assert len(rows) == sum(1 for r in all_rows if "2026-11-26 09:52:17" <= r["calldate"] < "2026-11-26 09:52:24")
     assert {r.call_id for r in rows} >= {"pbx-1795686737.108", "pbx-1795686743.117"}
+
+
+def test_a_close_during_a_read_in_another_thread_waits_for_the_read_to_end(tmp_path: Path) -> None:
+    """The agent's backfill and check tasks close their reader when cancelled, while the worker thread may still
+    be inside the query: closing SQLite under a running statement crashed the test process once (CI, segfault)."""
+    all_rows = [row for rows in lab_rows().values() for row in rows]
+    reader = open_reader(settings(f"sqlite://{lab_master_db(tmp_path / 'master.db', all_rows)}"))
+    reader.rows(datetime(2000, 1, 1, tzinfo=UTC), datetime(2000, 1, 2, tzinfo=UTC))  # connected, columns known
+    connection = reader._connection()  # type: ignore[attr-defined]
+    inside, release = threading.Event(), threading.Event()
+
+    def hold_the_query() -> int:
+        if not inside.is_set():
+            inside.set()
+            release.wait(10)
+        return 0  # go on
+
+    connection.set_progress_handler(hold_the_query, 1)
+    read: list[object] = []
+    worker = threading.Thread(
+        target=lambda: read.append(reader.rows(datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)))
+    )
+    worker.start()
+    assert inside.wait(10)
+    reader.close()  # returns at once, the query still running
+    release.set()
+    worker.join(10)
+    assert read and len(read[0]) == len(all_rows)  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.ProgrammingError):
+        connection.execute("SELECT 1")  # closed by the reading thread when the read ended
+    assert len(reader.rows(datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))) == len(all_rows)
+    reader.close()
 
 
 def test_the_period_is_compared_in_the_pbx_zone(tmp_path: Path) -> None:
