@@ -249,6 +249,9 @@ class LinkProtocol:
         try:
             message = decode_cloud_message(text)
         except ProtocolError as exc:
+            failure = _gateway_failure(text)
+            if failure is not None:
+                return self._on_gateway_failure(failure, now)
             return self._garbage(conn, text, exc, now)
         return self._dispatch(conn, message, now)
 
@@ -495,6 +498,21 @@ class LinkProtocol:
         )
         return []
 
+    def _on_gateway_failure(self, failure: str, now: float) -> list[Effect]:
+        """API Gateway's own frame when the cloud's handler failed or timed out on one of our messages. It does
+        not say which: if events are in flight, they are all sent again ``error_retry`` later (the cloud
+        stores them idempotently) instead of after ``ack_timeout``; never answered (it is not the cloud's)."""
+        if self._in_flight and self._retry_at is None:
+            log.warning(
+                "link: the cloud's gateway reported %r for one of our messages; resending unacked events in %g s",
+                failure,
+                self.timings.error_retry,
+            )
+            self._retry_at = now + self.timings.error_retry
+        else:
+            log.warning("link: the cloud's gateway reported %r for one of our messages", failure)
+        return []
+
     def _garbage(self, conn: _Conn, text: str | bytes, exc: ProtocolError, now: float) -> list[Effect]:
         self.garbage_received += 1
         self._complain(conn, exc.code, "link: could not accept a message from the cloud (%s)", exc)
@@ -642,6 +660,22 @@ class LinkProtocol:
         level = logging.DEBUG if kind in conn.complaints else logging.WARNING
         conn.complaints.add(kind)
         log.log(level, template, *args)
+
+
+def _gateway_failure(text: str | bytes) -> str | None:
+    """The message of API Gateway's integration-failure frame (``{"message": "Internal server error",
+    "connectionId": ..., "requestId": ...}``: no ``type``), or None for anything else."""
+    if isinstance(text, bytes) or len(text) > 4096:
+        return None
+    try:
+        raw = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(raw, dict) or "type" in raw or not isinstance(raw.get("message"), str):
+        return None
+    if not set(raw) <= {"message", "connectionId", "requestId"} or "requestId" not in raw:
+        return None
+    return str(raw["message"])[:200]
 
 
 def _peek_type(text: str | bytes) -> str | None:

@@ -342,6 +342,26 @@ def test_a_batch_the_cloud_failed_to_store_is_resent_later(outbox: Outbox) -> No
     assert seqs(protocol.tick(T0 + 11)) == [1]
 
 
+@pytest.mark.parametrize("failure", ["Internal server error", "Endpoint request timed out"])
+def test_api_gateways_failure_frame_resends_the_unacked_events_soon_and_is_not_answered(
+    outbox: Outbox, failure: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """API Gateway's own frame when the handler failed or timed out: not a cloud message, not garbage."""
+    outbox.append([ringing("a", 1), ringing("b", 2)])
+    protocol = link(outbox, ack_timeout=60)
+    assert seqs(connected(protocol)) == [1, 2]
+    frame = f'{{"message": "{failure}", "connectionId": "c-1", "requestId": "r-1"}}'
+    with caplog.at_level(logging.WARNING):
+        assert protocol.received(1, frame, T0 + 1) == []  # no error sent back
+    assert failure in caplog.text and protocol.garbage_received == 0
+    assert protocol.next_deadline() == T0 + 11  # error_retry, not ack_timeout
+    assert seqs(protocol.tick(T0 + 11)) == [1, 2]
+    assert protocol.received(1, ack(2), T0 + 12) == []
+    assert protocol.received(1, frame, T0 + 13) == []  # nothing in flight: only logged
+    deadline = protocol.next_deadline()
+    assert deadline is not None and deadline > T0 + 60
+
+
 @pytest.mark.parametrize(
     ("garbage", "code"),
     [
