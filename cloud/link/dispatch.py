@@ -8,8 +8,8 @@ Every frame is checked against the connection registry and the agent's revocatio
 ``call_events``     store every event (:func:`cloud.calls.store.record_event`), hand its call to the CRM
                     pipeline (:func:`cloud.crm.pipeline.request_crm`), then ``ack`` the gap-free prefix
                     stored (:mod:`cloud.link.acks`); a storage failure acks what was stored and answers
-                    ``internal`` (about ``call_events``: the agent resends). After the replies are sent,
-                    :func:`on_message` brings those calls' Bitrix24 side up to date.
+                    ``internal`` (about ``call_events``: the agent resends). While the replies are sent,
+                    :func:`on_message` brings those calls' Bitrix24 side up to date, one thread per call.
 ``heartbeat``       refresh last-seen; no answer
 ``command_result``  store it (only for a command sent to this agent); a failed click-to-call is finished in
                     Bitrix24 (:func:`cloud.clicktocall.on_command_failed`), or left unconfirmed to come again
@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -73,6 +74,12 @@ __all__ = ["Outcome", "deliver", "handle_agent_message", "on_message"]
 
 log = logging.getLogger(__name__)
 
+#: Told of a call as soon as it is queued for the CRM pipeline (:func:`on_message` starts its pass then).
+CrmStarter = Callable[[Connection, str], None]
+#: CRM passes run at once for one message's calls. A batch under load carries the events of several calls; one
+#: after another, the last call's card waited for every other call's Bitrix24 requests (hundreds of ms each).
+MAX_PARALLEL_PASSES = 8
+
 
 @dataclass
 class Outcome:
@@ -102,10 +109,15 @@ def _message_type(body: str | bytes | None) -> str | None:
     return kind[:64] if isinstance(kind, str) else None
 
 
-def handle_agent_message(rt: Runtime, connection_id: str, body: str | bytes | None) -> Outcome:
-    """The cloud's answer to one frame from an agent. Never raises: a failure becomes an ``internal`` error."""
+def handle_agent_message(
+    rt: Runtime, connection_id: str, body: str | bytes | None, start_crm: CrmStarter | None = None
+) -> Outcome:
+    """The cloud's answer to one frame from an agent. Never raises: a failure becomes an ``internal`` error.
+
+    ``start_crm`` is told of each call as soon as it is queued for the CRM pipeline (its pass may start then);
+    every such call is in ``Outcome.crm_calls`` too."""
     try:
-        return _handle(rt, connection_id, body)
+        return _handle(rt, connection_id, body, start_crm)
     except Exception:
         log.exception("message on %s failed", connection_id)
         # ``about`` lets the agent tell which message to send again (a ``call_events`` batch is resent)
@@ -115,7 +127,7 @@ def handle_agent_message(rt: Runtime, connection_id: str, body: str | bytes | No
         return Outcome([failed])
 
 
-def _handle(rt: Runtime, connection_id: str, body: str | bytes | None) -> Outcome:
+def _handle(rt: Runtime, connection_id: str, body: str | bytes | None, start_crm: CrmStarter | None) -> Outcome:
     conn = known_connections.connection_agent(rt, connection_id)
     if conn is None:
         return _not_authorized("this connection is not authenticated; reconnect with a valid token")
@@ -157,7 +169,7 @@ def _handle(rt: Runtime, connection_id: str, body: str | bytes | None) -> Outcom
             )
             return Outcome([welcome, settings_for_agent(rt, conn.tenant)], conn=conn)
         case CallEventsBatch():
-            return _store_batch(rt, conn, message)
+            return _store_batch(rt, conn, message, start_crm)
         case Heartbeat():
             touch(
                 rt,
@@ -241,7 +253,7 @@ def _plan(rt: Runtime, tenant: str) -> PlanInfo | None:
         return None
 
 
-def _store_batch(rt: Runtime, conn: Connection, batch: CallEventsBatch) -> Outcome:
+def _store_batch(rt: Runtime, conn: Connection, batch: CallEventsBatch, start_crm: CrmStarter | None) -> Outcome:
     """Store in seq order, then ack what is stored without a gap (:mod:`cloud.link.acks`): an ack always
     means "everything up to here is safe". A batch parked behind a gap gets no ack yet."""
     outcome = Outcome(conn=conn)
@@ -279,6 +291,9 @@ def _store_batch(rt: Runtime, conn: Connection, batch: CallEventsBatch) -> Outco
             outcome.replies.append(ErrorMessage(code="internal", message=message, about="call_events"))
             return outcome
         outcome.crm_calls = touched
+        if start_crm is not None:
+            for call_id in touched:
+                start_crm(conn, call_id)
         # After a failure only a prefix is stored: it continues from after_seq but its top is stored_up_to.
         acked = advance(rt, conn.tenant, conn.agent_id, batch.after_seq, stored_up_to)
         if failure is not None:
@@ -307,15 +322,29 @@ def deliver(rt: Runtime, request_context: Mapping[str, Any], connection_id: str,
 
 
 def on_message(rt: Runtime, event: Mapping[str, Any]) -> Outcome:
-    """The whole ``$default`` handler: handle, then deliver."""
+    """The whole ``$default`` handler. Each call the message brings to the CRM pipeline gets its pass in a
+    thread of its own as soon as it is queued, before the ack is even decided: neither waits for the other (the
+    agent does not wait for Bitrix24; a card is not held up by the ack's write and delivery)."""
     context = event["requestContext"]
     connection_id = context["connectionId"]
-    outcome = handle_agent_message(rt, connection_id, event.get("body"))
-    deliver(rt, context, connection_id, outcome)
-    if outcome.conn is not None:
-        for call_id in outcome.crm_calls:  # after the ack: the agent need not wait for Bitrix24
-            try:
-                process_call(rt, outcome.conn.tenant, outcome.conn.agent_id, call_id)
-            except Exception:
-                log.exception("CRM processing of %s failed; the sweeper retries it", call_id)
+    started: set[str] = set()
+    with ThreadPoolExecutor(MAX_PARALLEL_PASSES, thread_name_prefix="crm-pass") as passes:  # waits for them all
+
+        def start_crm(conn: Connection, call_id: str) -> None:
+            if call_id not in started:
+                started.add(call_id)
+                passes.submit(_crm_pass, rt, conn.tenant, conn.agent_id, call_id)
+
+        outcome = handle_agent_message(rt, connection_id, event.get("body"), start_crm)
+        if outcome.conn is not None:
+            for call_id in outcome.crm_calls:
+                start_crm(outcome.conn, call_id)
+        deliver(rt, context, connection_id, outcome)
     return outcome
+
+
+def _crm_pass(rt: Runtime, tenant: str, agent_id: str, call_id: str) -> None:
+    try:
+        process_call(rt, tenant, agent_id, call_id)
+    except Exception:
+        log.exception("CRM processing of %s failed; the sweeper retries it", call_id)

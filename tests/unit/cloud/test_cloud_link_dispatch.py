@@ -4,6 +4,7 @@ twice, late, or out of order stored exactly once."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime
 from typing import Any
 from unittest import mock
@@ -15,6 +16,7 @@ from cloud.agents import connections
 from cloud.agents.commands import get_command
 from cloud.calls import store
 from cloud.calls.store import get_call, list_events
+from cloud.link import acks
 from cloud.link.dispatch import Outcome, handle_agent_message
 from cloud.runtime import Runtime
 from cloud.storage.dynamo import from_item
@@ -217,3 +219,58 @@ def test_a_deleted_agent_is_not_authorized(rt: Runtime, agent_id: str) -> None:
     outcome = handle(rt, encode(Hello(agent_version="1")))
     assert outcome.close and [getattr(r, "code", None) for r in outcome.replies] == ["not_authorized"]
     assert connections.connection_agent(rt, CID) is None
+
+
+def test_the_calls_of_one_message_get_their_crm_passes_at_once_while_the_ack_is_sent(
+    rt: Runtime, agent_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load one batch carries several calls: one pass after another, the last card waited for every other
+    call's Bitrix24 requests. Each pass here waits until all three run at once, and the ack goes out meanwhile;
+    run one after another, the barrier breaks and the passes fail. The passes start before the ack is even
+    decided (its write is not on the ring-to-card path)."""
+    from cloud.link import dispatch
+
+    together = threading.Barrier(4, timeout=10)  # three passes and the ack's delivery
+    passing = threading.Event()
+    passed: list[str] = []
+    delivered: list[list[Any]] = []
+
+    def crm_pass(rt_: Runtime, tenant: str, agent: str, call_id: str) -> None:
+        passing.set()
+        together.wait()
+        passed.append(call_id)
+
+    def advance_after_a_pass_started(*args: Any) -> int:
+        assert passing.wait(10), "no CRM pass started before the ack was decided"
+        return acks.advance(*args)
+
+    def deliver(rt_: Runtime, context: Any, connection_id: str, outcome: Outcome) -> None:
+        together.wait()
+        delivered.append(outcome.replies)
+
+    monkeypatch.setattr(dispatch, "process_call", crm_pass)
+    monkeypatch.setattr(dispatch, "deliver", deliver)
+    monkeypatch.setattr(dispatch, "advance", advance_after_a_pass_started)
+    body = batch(*[(seq, ringing("101", call, seq)) for seq, call in enumerate(["c1", "c2", "c3"], start=1)])
+    outcome = dispatch.on_message(rt, {"requestContext": {"connectionId": CID}, "body": body})
+    assert sorted(passed) == ["c1", "c2", "c3"]
+    assert delivered == [[Ack(up_to_seq=3)]] and outcome.crm_calls == ["c1", "c2", "c3"]
+
+
+def test_a_failing_crm_pass_does_not_stop_the_others(
+    rt: Runtime, agent_id: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cloud.link import dispatch
+
+    passed: list[str] = []
+
+    def crm_pass(rt_: Runtime, tenant: str, agent: str, call_id: str) -> None:
+        if call_id == "c1":
+            raise RuntimeError("bitrix24 exploded")
+        passed.append(call_id)
+
+    monkeypatch.setattr(dispatch, "process_call", crm_pass)
+    monkeypatch.setattr(dispatch, "deliver", lambda *args: None)
+    body = batch((1, ringing("101", "c1", 1)), (2, ringing("101", "c2", 2)))
+    dispatch.on_message(rt, {"requestContext": {"connectionId": CID}, "body": body})
+    assert passed == ["c2"] and "CRM processing of c1 failed; the sweeper retries it" in caplog.text
