@@ -2,8 +2,10 @@
 
 The real path on loopback: the fake AMI server plays recorded real-Asterisk calls (fresh ids per call) over a
 real AMI socket to a real ``Agent`` (interpreter, SQLite outbox, websocket), which streams them to
-``cloud-local`` (local API Gateway, the Chalice app, moto server as DynamoDB; the CRM pipeline runs in the
-websocket handler, the sweeper every 0.3 s), which calls the Bitrix24 emulator over HTTP. Nothing injected.
+``cloud-local`` (local API Gateway, the Chalice app, moto server as DynamoDB in a process of its own, as DynamoDB
+is outside a Lambda's process: ``--moto-in-process`` for the old layout; the CRM pipeline runs in the websocket
+handler, the sweeper every 0.3 s), which calls the Bitrix24 emulator over HTTP. Nothing injected, unless
+``--b24-latency`` makes the emulator answer the latency runs' requests that late (real portals take 100+ ms).
 
 The local API Gateway hands messages to the handler concurrently, as AWS does (``--sequential``: one at a
 time); the license server runs too (the portal is on its trial: every feature, no card limit).
@@ -40,6 +42,7 @@ from edge_agent.ami.framing import AmiMessage
 from edge_agent.trace import read_trace
 from sandbox.ami_server import FakeAmiServer, UserSpec
 from sandbox.cloud_local.agents import AmiLogin, running_agent
+from sandbox.cloud_local.stack import AwsMode
 from sandbox.portal_stack import PortalStack, portal_stack, until
 
 TRACES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "traces"
@@ -108,8 +111,9 @@ async def play_schedule(ami: FakeAmiServer, calls: list[tuple[float, list[AmiMes
     return rang
 
 
-async def latency(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
+async def latency(bench: Bench, rate: float, seconds: float, b24_latency: float = 0.0) -> dict[str, Any]:
     bench.stack.emulator.faults.rate_limit = False
+    bench.stack.emulator.faults.latency = b24_latency
     count = int(rate * seconds)
     calls = [(i / rate, fresh_call("inbound_queue_answered", 1000 + i)) for i in range(count)]
     ids = {linkedid(c) for _, c in calls}
@@ -117,9 +121,11 @@ async def latency(bench: Bench, rate: float, seconds: float) -> dict[str, Any]:
     finished = await until(lambda: bench.stack.crm_done(ids), 300, interval=POLL)
     shown = bench.stack.first_card_at()
     ms = [(shown[c] - rang[c]) * 1000 for c in ids if c in shown and c in rang]
+    bench.stack.emulator.faults.latency = 0.0
     return {
         "calls": count,
         "calls_per_s": rate,
+        "bitrix24_latency_ms": round(b24_latency * 1000),
         "all_in_crm": finished,
         "with_card": len(ms),
         "ring_to_card_ms_p50": round(percentile(ms, 0.50), 1),
@@ -171,7 +177,8 @@ async def sustained(bench: Bench, per_min: float, seconds: float) -> dict[str, A
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    async with portal_stack(table_prefix="bench-crm-", concurrent_messages=not args.sequential) as stack:
+    aws: AwsMode = "moto" if args.moto_in_process else "moto-process"
+    async with portal_stack(table_prefix="bench-crm-", concurrent_messages=not args.sequential, aws=aws) as stack:
         user = UserSpec("edge-secret", read="system,call,agent,dialplan", write="system,originate")
         with tempfile.TemporaryDirectory() as data_dir:
             async with FakeAmiServer({"edge": user}) as ami:
@@ -183,7 +190,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     await until(lambda: stack.crm_done({linkedid(warm_up)}), 60)
                     result: dict[str, Any] = {}
                     if "latency" in args.parts:
-                        result["latency"] = [await latency(bench, rate, args.seconds) for rate in args.rates]
+                        result["latency"] = [
+                            await latency(bench, rate, args.seconds, args.b24_latency) for rate in args.rates
+                        ]
                     if "requests" in args.parts:
                         result["requests_per_call"] = await requests_per_call(bench)
                     if "sustained" in args.parts:
@@ -205,6 +214,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the local API Gateway handles one message at a time (AWS invokes the handler concurrently)",
     )
+    parser.add_argument(
+        "--b24-latency",
+        type=float,
+        default=0.0,
+        help="seconds the emulator waits before answering each request in the latency runs (default 0: none)",
+    )
+    parser.add_argument(
+        "--moto-in-process",
+        action="store_true",
+        help="moto server inside the stack's process (default: a process of its own: DynamoDB is not in a Lambda's)",
+    )
     args = parser.parse_args(argv)
     load_before = load_average()
     started = time.perf_counter()
@@ -217,9 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         verdict = (
             f" (target p50 <= 25 ms, p99 <= 100 ms: {'met' if met else 'MISSED'})" if run_["calls_per_s"] == 20 else ""
         )
+        injected = f" (Bitrix24 answering in {run_['bitrix24_latency_ms']} ms)" if run_["bitrix24_latency_ms"] else ""
         print(
-            f"ring-to-card at {run_['calls_per_s']:g} calls/s: p50 {run_['ring_to_card_ms_p50']} ms, "
-            f"p99 {run_['ring_to_card_ms_p99']} ms{verdict}"
+            f"ring-to-card at {run_['calls_per_s']:g} calls/s{injected}: p50 {run_['ring_to_card_ms_p50']} ms, "
+            f"p99 {run_['ring_to_card_ms_p99']} ms{verdict if not injected else ''}"
         )
     if "requests_per_call" in result:
         queue = result["requests_per_call"].get("inbound_queue_answered")

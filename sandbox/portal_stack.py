@@ -27,6 +27,7 @@ from sandbox.bitrix24.testing import post_form
 from sandbox.cloud_local import CloudLocal, CloudLocalConfig, CrmSweeper, LocalService
 from sandbox.cloud_local.agents import issue_token
 from sandbox.cloud_local.license import LicenseService
+from sandbox.cloud_local.stack import AwsMode
 
 __all__ = ["ANNA", "BORIS", "DOMAIN", "OWNER", "PortalStack", "card_users", "install_finished", "portal_stack", "until"]
 
@@ -132,7 +133,12 @@ class PortalStack:
 
 @asynccontextmanager
 async def portal_stack(
-    *, table_prefix: str = "stack-", concurrent_messages: bool = False, sweep_interval: float = 0.3, seed: int = 11
+    *,
+    table_prefix: str = "stack-",
+    concurrent_messages: bool = False,
+    sweep_interval: float = 0.3,
+    seed: int = 11,
+    aws: AwsMode = "moto",
 ) -> AsyncIterator[PortalStack]:
     emulator = Emulator(seed=seed)
     with EmulatorServer(emulator) as b24:
@@ -143,6 +149,7 @@ async def portal_stack(
         config = CloudLocalConfig(
             table_prefix=table_prefix,
             concurrent_messages=concurrent_messages,
+            aws=aws,
             extra_env={
                 "B24_CLIENT_ID": CLIENT_ID,
                 "B24_CLIENT_SECRET": SECRET,

@@ -53,6 +53,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="use real AWS with the ambient credentials (AWS_PROFILE, ...) instead of moto; creates missing tables",
     )
     where.add_argument("--dynamodb-endpoint", metavar="URL", help="use this DynamoDB (moto_server, DynamoDB Local)")
+    where.add_argument(
+        "--moto-process",
+        action="store_true",
+        help="run moto server in a child process (its own core, as DynamoDB is outside a Lambda's process)",
+    )
     parser.add_argument("--idle-timeout", type=float, default=600.0, help="websocket idle close, s (AWS: 600)")
     parser.add_argument("--max-duration", type=float, default=7200.0, help="websocket lifetime, s (AWS: 7200)")
     parser.add_argument(
@@ -67,7 +72,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> CloudLocalConfig:
-    aws: AwsMode = "aws" if args.aws else "dynamodb-endpoint" if args.dynamodb_endpoint else "moto"
+    aws: AwsMode = (
+        "aws"
+        if args.aws
+        else "dynamodb-endpoint"
+        if args.dynamodb_endpoint
+        else "moto-process"
+        if args.moto_process
+        else "moto"
+    )
     return CloudLocalConfig(
         app=args.app,
         create_tables=args.tables,
@@ -89,7 +102,12 @@ def config_from_args(args: argparse.Namespace) -> CloudLocalConfig:
 
 
 def banner(cloud: CloudLocal) -> str:
-    where = {"moto": "moto, in-process", "dynamodb-endpoint": "external endpoint", "aws": "real AWS"}
+    where = {
+        "moto": "moto, in-process",
+        "moto-process": "moto, in a child process",
+        "dynamodb-endpoint": "external endpoint",
+        "aws": "real AWS",
+    }
     lines = [f"pbxlink cloud-local is up (AWS: {where[cloud.config.aws]}); Ctrl-C stops it"]
     for name, url in cloud.urls().items():
         lines.append(f"  {name:<9} {url:<34} {_DESCRIBE.get(name, '')}".rstrip())

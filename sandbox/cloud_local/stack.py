@@ -14,6 +14,7 @@ import importlib.util
 import json
 import logging
 import os
+import subprocess
 import sys
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +28,7 @@ from chalice.app import Chalice
 from moto.server import ThreadedMotoServer
 
 from sandbox.apigw_local import ApiContext, GatewaySettings, LocalApiGateway
-from sandbox.cloud_local import moto_transactions
+from sandbox.cloud_local import moto_speedups, moto_transactions
 from sandbox.cloud_local.rest import LocalRestServer
 
 __all__ = [
@@ -48,9 +49,11 @@ DEFAULT_APP = "cloud.app:app"
 DEFAULT_TABLES = "cloud.storage.tables:create_tables"
 #: Creates the app's S3 buckets in moto: ``(s3 client) -> names`` (the app's settings come from the environment).
 DEFAULT_BUCKETS = "cloud.recordings.bucket:create_app_buckets"
-#: moto: AWS in-process (default). dynamodb-endpoint: an external DynamoDB (moto_server, DynamoDB Local).
-#: aws: real AWS with the ambient credentials (AWS_PROFILE, ...): only ever chosen explicitly.
-AwsMode = Literal["moto", "dynamodb-endpoint", "aws"]
+#: moto: AWS in-process (default). moto-process: the same moto server in a child process (its own core and GIL,
+#: as DynamoDB is outside a Lambda's process; the load benchmark's choice). dynamodb-endpoint: an external
+#: DynamoDB (moto_server, DynamoDB Local). aws: real AWS with the ambient credentials (AWS_PROFILE, ...): only
+#: ever chosen explicitly.
+AwsMode = Literal["moto", "moto-process", "dynamodb-endpoint", "aws"]
 _DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 # Ambient settings that would send a local run to a real account or break dummy credentials.
 _AMBIENT_AWS = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL")
@@ -152,6 +155,7 @@ class CloudLocal:
         self.table_prefix = config.table_prefix if config and config.table_prefix else "pbxlink-local-"
         self._saved_env: dict[str, str | None] = {}
         self._moto: ThreadedMotoServer | None = None
+        self._moto_process: subprocess.Popen[str] | None = None
         self._dynamodb_url: str | None = None
         self._app: Chalice | None = None
         self._gateway: LocalApiGateway | None = None
@@ -239,7 +243,7 @@ class CloudLocal:
             if isinstance(creator, str):
                 creator = load_table_creator(creator)
             self.tables = sorted(await asyncio.to_thread(creator, self.dynamodb, self.table_prefix))
-            if config.aws == "moto" and config.create_buckets is not None:
+            if config.aws in ("moto", "moto-process") and config.create_buckets is not None:
                 buckets = config.create_buckets
                 if isinstance(buckets, str):
                     buckets = _load(buckets, "create_app_buckets")
@@ -281,6 +285,9 @@ class CloudLocal:
         if self._moto is not None:
             await asyncio.to_thread(self._moto.stop)
             self._moto = None
+        if self._moto_process is not None:
+            await asyncio.to_thread(_stop_process, self._moto_process)
+            self._moto_process = None
         self._dynamodb = None
         self._restore_env()
 
@@ -315,11 +322,16 @@ class CloudLocal:
                 raise ValueError("aws='dynamodb-endpoint' needs dynamodb_endpoint")
             self._dynamodb_url = config.dynamodb_endpoint.rstrip("/")
         else:
-            moto_transactions.install()  # transactions that cost the items they touch, as in DynamoDB
-            logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
-            self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=config.moto_port, verbose=False)
-            self._moto.start()
-            host, port = self._moto.get_host_and_port()
+            if config.aws == "moto-process":
+                self._moto_process, port = _start_moto_process(config.moto_port)
+                host = "127.0.0.1"
+            else:
+                moto_transactions.install()  # transactions that cost the items they touch, as in DynamoDB
+                moto_speedups.install()
+                logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
+                self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=config.moto_port, verbose=False)
+                self._moto.start()
+                host, port = self._moto.get_host_and_port()
             self._dynamodb_url = f"http://{host}:{port}"
             # moto keeps its state in module globals, shared by every moto server (and mock_aws) in this
             # process: start from an empty AWS, as a fresh `moto_server` would. One CloudLocal at a time per process.
@@ -347,3 +359,31 @@ class CloudLocal:
             else:
                 os.environ[name] = value
         self._saved_env.clear()
+
+
+def _start_moto_process(port: int) -> tuple[subprocess.Popen[str], int]:
+    """moto server in a child process (:mod:`sandbox.cloud_local.moto_process`): it and its port."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.cloud_local.moto_process", "--port", str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()  # the child prints its port once it listens
+    if not line.strip().isdigit():
+        _stop_process(process)
+        raise RuntimeError(f"moto server did not start in its own process (it printed {line!r})")
+    return process, int(line)
+
+
+def _stop_process(process: subprocess.Popen[str]) -> None:
+    if process.stdin is not None:
+        process.stdin.close()  # the child serves until its stdin closes
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stdout is not None:
+        process.stdout.close()

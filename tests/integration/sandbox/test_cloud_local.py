@@ -23,6 +23,7 @@ from websockets.exceptions import InvalidStatus
 
 from sandbox.cloud_local import CloudLocal, CloudLocalConfig
 from sandbox.cloud_local.__main__ import main
+from sandbox.cloud_local.stack import AwsMode
 
 pytestmark = [pytest.mark.integration]
 
@@ -152,16 +153,20 @@ class RecordingService:
         return {"recorder": "http://127.0.0.1:1"}
 
 
+@pytest.mark.parametrize("aws", ["moto", "moto-process"])
 async def test_the_real_cloud_app_on_moto_with_an_admin_made_token(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    aws: AwsMode, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """In process, and with moto server in a child process of its own (the load benchmark's stack)."""
     pytest.importorskip("cloud.app")
     from cloud import admin
     from wire_protocol.messages import Hello, Welcome, decode_cloud_message, encode
 
     monkeypatch.setenv("AWS_PROFILE", "someone-elses-account")
     service = RecordingService()
-    async with CloudLocal(CloudLocalConfig(table_prefix="t-"), services=[service]) as cloud:
+    async with CloudLocal(CloudLocalConfig(table_prefix="t-", aws=aws), services=[service]) as cloud:
+        moto_child = cloud._moto_process.pid if cloud._moto_process is not None else None
+        assert (moto_child is not None) == (aws == "moto-process")
         assert "AWS_PROFILE" not in os.environ  # a local run never reaches a real account
         assert service.seen_env == {
             "WS_MGMT_ENDPOINT": cloud.mgmt_url,
@@ -171,6 +176,7 @@ async def test_the_real_cloud_app_on_moto_with_an_admin_made_token(
         names = cloud.dynamodb.list_tables()["TableNames"]
         assert {"t-agents", "t-connections", "t-call_events"} <= set(names)
         assert cloud.tables == sorted(names)
+        assert cloud.buckets  # the recordings bucket, on the same moto
 
         assert await asyncio.to_thread(admin.main, ["token", "create", "--tenant", "acme", "--name", "HQ"]) == 0
         printed = capsys.readouterr().out
@@ -186,6 +192,9 @@ async def test_the_real_cloud_app_on_moto_with_an_admin_made_token(
             assert isinstance(welcome, Welcome)
             assert welcome.tenant == "acme"
     assert service.stopped
+    if moto_child is not None:
+        with pytest.raises(ProcessLookupError):
+            os.kill(moto_child, 0)  # moto's process ended with the stack
     assert os.environ["AWS_PROFILE"] == "someone-elses-account"  # the environment is restored
     assert "WS_MGMT_ENDPOINT" not in os.environ
 
