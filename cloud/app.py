@@ -9,6 +9,15 @@ Chalice names the Python functions ``connect``/``message``/``disconnect`` in ``a
 
 from __future__ import annotations
 
+import gc
+
+# Importing the app builds a few hundred pydantic models and classes, tens of thousands of objects and none of
+# them garbage, which the cyclic collector would walk again and again: about 15 % of a cold start
+# (docs/performance.md). So it is off while the app's modules load; then what they built moves to the permanent
+# generation (gc.freeze), so collections in a warm container do not walk it either.
+_collecting = gc.isenabled()
+gc.disable()
+
 import logging
 import threading
 from collections import OrderedDict
@@ -24,6 +33,10 @@ from cloud.runtime import Runtime
 from cloud.settings import Settings
 from cloud.tenants.store import Tenant
 from cloud.webapp import routes as web
+
+gc.freeze()
+if _collecting:
+    gc.enable()
 
 app = Chalice(app_name="pbxlink-cloud")
 app.experimental_feature_flags.update(["WEBSOCKETS"])

@@ -102,9 +102,22 @@ def test_every_function_handler_imports_from_the_zip_alone(builds: dict[str, Bui
         "import app\n"
         f"print([name for name in {handlers!r} if not callable(getattr(app, name, None))])\n"
     )
-    result = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True, check=False, cwd=code)
+    command = [sys.executable, "-S", "-B", "-c", probe]  # -B: nothing written, /var/task is read-only
+    result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("key", sorted(APPS))
+def test_every_module_in_the_zip_ships_its_bytecode(builds: dict[str, Build], key: str) -> None:
+    """Lambda's /var/task is read-only: a module shipped as source is compiled again on every cold start."""
+    tag = sys.implementation.cache_tag
+    with zipfile.ZipFile(builds[key].zip_file) as archive:
+        names = set(archive.namelist())
+    ours = [n for n in names if n.endswith(".py") and n.split("/")[0] in EXPECTED[key] | {"pydantic", "httpx"}]
+    assert ours
+    missing = [n for n in ours if importlib.util.cache_from_source(n) not in names]
+    assert missing == [], f"no {tag} bytecode for {missing[:5]}"
 
 
 def test_the_packaged_policy_is_the_generated_one_on_every_role(builds: dict[str, Build]) -> None:
