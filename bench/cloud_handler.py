@@ -4,9 +4,10 @@ round trips (the cold start is :mod:`bench.cold_start`).
 1. **handler**: the real path of :mod:`bench.crm_latency` (recorded queue calls over AMI → a real agent →
    cloud-local → the Bitrix24 emulator) at ``--rate`` new calls per second, with the ``$default`` handler timed in
    process: the whole invocation (:func:`cloud.link.dispatch.on_message`), its store-and-ack part
-   (``handle_agent_message``) and its CRM pass (``process_call``, after the ack), and the DynamoDB requests each
-   makes (counted per handler thread on botocore's client). moto server answers DynamoDB on loopback in this
-   process, so a round trip costs more than DynamoDB's few milliseconds would; the counts carry over to AWS.
+   (``handle_agent_message``) and its CRM passes (``process_call``, one thread per call, summed), and the DynamoDB
+   requests each makes (counted per invocation on botocore's client, in the handler's and the passes' threads).
+   moto server answers DynamoDB on loopback in this process, so a round trip costs more than DynamoDB's few
+   milliseconds would; the counts carry over to AWS.
 Run: ``python -m bench.cloud_handler [--rate 5] [--seconds 6]``.
 """
 
@@ -56,7 +57,6 @@ class Invocation:
     crm: float = 0.0
     store_requests: int = 0
     crm_requests: int = 0
-    part: str = "store"
     operations: Counter[str] = field(default_factory=Counter)  # "store:GetItem", "crm:UpdateItem", ...
 
 
@@ -71,7 +71,28 @@ class HandlerClock:
         clock = self
         on_message, handle = dispatch.on_message, dispatch.handle_agent_message
         process = getattr(dispatch, "process_call")  # noqa: B009 - imported there, not exported
+        pool = getattr(dispatch, "ThreadPoolExecutor")  # noqa: B009 - imported there, not exported
         make_api_call = BaseClient._make_api_call
+        counting = threading.Lock()
+
+        class PassThreads(pool):  # type: ignore[misc,valid-type]
+            """The CRM passes' threads count for the invocation that started them."""
+
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                self.invocation = getattr(clock.local, "current", None)
+
+            def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+                invocation = self.invocation
+
+                def in_pass_thread() -> Any:
+                    clock.local.current, clock.local.part = invocation, "crm"
+                    try:
+                        return fn(*args, **kwargs)
+                    finally:
+                        clock.local.current = clock.local.part = None
+
+                return super().submit(in_pass_thread)
 
         def timed_on_message(rt: Any, event: Any) -> Any:
             call = clock.local.current = Invocation()
@@ -92,7 +113,6 @@ class HandlerClock:
             finally:
                 if (call := getattr(clock.local, "current", None)) is not None:
                     call.store += time.perf_counter() - started
-                    call.part = "crm"
 
         def timed_process(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
@@ -100,23 +120,27 @@ class HandlerClock:
                 return process(*args, **kwargs)
             finally:
                 if (call := getattr(clock.local, "current", None)) is not None:
-                    call.crm += time.perf_counter() - started
+                    with counting:
+                        call.crm += time.perf_counter() - started
 
         def counted(client: Any, operation: str, params: Any) -> Any:
             if (
                 call := getattr(clock.local, "current", None)
             ) is not None and client.meta.service_model.service_name == ("dynamodb"):
-                if call.part == "store":
-                    call.store_requests += 1
-                else:
-                    call.crm_requests += 1
-                call.operations[f"{call.part}:{operation}"] += 1
+                part = getattr(clock.local, "part", None) or "store"  # the handler thread: store and ack
+                with counting:
+                    if part == "store":
+                        call.store_requests += 1
+                    else:
+                        call.crm_requests += 1
+                    call.operations[f"{part}:{operation}"] += 1
             return make_api_call(client, operation, params)
 
         patches: list[tuple[Any, str, Any]] = [
             (dispatch, "on_message", timed_on_message),
             (dispatch, "handle_agent_message", timed_handle),
             (dispatch, "process_call", timed_process),
+            (dispatch, "ThreadPoolExecutor", PassThreads),
             (BaseClient, "_make_api_call", counted),
         ]
         saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
