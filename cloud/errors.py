@@ -11,7 +11,8 @@
     ├── AgentOffline                the agent has no live connection; a command cannot reach it
     ├── CommandConflict             a command id already used for another agent of the tenant
     ├── UnknownTenant               no such Bitrix24 portal installed (or it uninstalled the app)
-    └── StorageConflict             an optimistic write kept losing to concurrent writers; retry later
+    ├── StorageConflict             an optimistic write kept losing to concurrent writers; retry later
+    └── StorageBusy                 DynamoDB left items of a batch read unread after every retry (throttled)
 
 AWS failures (``botocore.exceptions.ClientError``) that the code cannot interpret are not wrapped: they
 propagate, and the websocket handlers turn them into an ``internal`` error reply.
@@ -27,6 +28,7 @@ __all__ = [
     "ConfigError",
     "InvalidToken",
     "RevokedAgent",
+    "StorageBusy",
     "StorageConflict",
     "UnknownAgent",
     "UnknownTenant",
@@ -67,6 +69,10 @@ class CommandConflict(CloudError):
 
 class StorageConflict(CloudError):
     """A conditional write lost to concurrent writers more times than it retries."""
+
+
+class StorageBusy(CloudError):
+    """DynamoDB kept returning some of a batch read's keys unprocessed (throttling); the read is incomplete."""
 
 
 class UnknownTenant(CloudError):

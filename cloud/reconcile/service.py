@@ -9,7 +9,6 @@ key in descending order. Items expire after :data:`KEEP_DAYS`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -17,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from cloud.crm.pipeline import request_crm
 from cloud.runtime import Runtime
-from cloud.storage.dynamo import from_item, to_item
+from cloud.storage.dynamo import batch_get, from_item, to_item
 from wire_protocol.messages import ReconcileReport, ReconcileResend
 
 from .compare import FINDINGS, CloudCall, Findings, compare
@@ -53,39 +52,29 @@ class CheckResult(BaseModel):
         return self.parts_received >= self.parts
 
 
-def _batch_get(
-    rt: Runtime, table: str, tenant: str, keys: list[str], projection: str, names: dict[str, str]
-) -> Iterator[dict[str, Any]]:
-    for start in range(0, len(keys), 100):
-        request: dict[str, Any] = {
-            table: {
-                "Keys": [to_item({"tenant": tenant, "call_key": key}) for key in keys[start : start + 100]],
-                "ProjectionExpression": projection,
-                "ConsistentRead": True,
-            }
-            | ({"ExpressionAttributeNames": names} if names else {})
-        }
-        for _ in range(8):  # unprocessed keys come back under throttling
-            response = rt.dynamodb.batch_get_item(RequestItems=request)
-            for raw in response.get("Responses", {}).get(table, []):
-                yield from_item(raw)
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                break
-        else:
-            raise RuntimeError(f"DynamoDB left keys of {table} unread after 8 tries")
-
-
 def cloud_view(rt: Runtime, tenant: str, agent_id: str, call_ids: list[str]) -> dict[str, CloudCall]:
     """What the cloud holds of each call (absent: nothing), in two ``BatchGetItem`` rounds per 100 calls."""
     keys = [f"{agent_id}#{call_id}" for call_id in dict.fromkeys(call_ids)]
     states = {
         str(item["call_key"]): item
-        for item in _batch_get(rt, rt.tables.calls, tenant, keys, "call_key, #s, #r", {"#s": "status", "#r": "result"})
+        for item in batch_get(
+            rt.dynamodb,
+            rt.tables.calls,
+            [{"tenant": tenant, "call_key": key} for key in keys],
+            projection="call_key, #s, #r",
+            names={"#s": "status", "#r": "result"},
+            consistent=True,
+        )
     }
     crm = {
         str(item["call_key"]): item
-        for item in _batch_get(rt, rt.tables.crm_calls, tenant, keys, "call_key, crm_status, crm_detail", {})
+        for item in batch_get(
+            rt.dynamodb,
+            rt.tables.crm_calls,
+            [{"tenant": tenant, "call_key": key} for key in keys],
+            projection="call_key, crm_status, crm_detail",
+            consistent=True,
+        )
     }
     view = {}
     prefix = len(agent_id) + 1

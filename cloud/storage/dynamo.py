@@ -6,13 +6,16 @@ easier to read than two.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-__all__ = ["DynamoClient", "error_code", "from_item", "is_condition_failure", "to_item"]
+from cloud.errors import StorageBusy
+
+__all__ = ["DynamoClient", "batch_get", "error_code", "from_item", "is_condition_failure", "to_item"]
 
 #: A boto3 DynamoDB client (boto3 ships no type stubs).
 DynamoClient = Any
@@ -53,3 +56,41 @@ def error_code(exc: BaseException) -> str | None:
 
 def is_condition_failure(exc: BaseException) -> bool:
     return error_code(exc) == "ConditionalCheckFailedException"
+
+
+#: BatchGetItem's limit of keys per request.
+BATCH_GET_KEYS = 100
+
+
+def batch_get(
+    dynamodb: DynamoClient,
+    table: str,
+    keys: Sequence[Mapping[str, Any]],
+    *,
+    projection: str | None = None,
+    names: Mapping[str, str] | None = None,
+    consistent: bool = False,
+    tries: int = 8,
+) -> Iterator[dict[str, Any]]:
+    """The items of ``table`` under ``keys`` (plain values) that exist, as plain values, 100 keys per request.
+
+    Keys DynamoDB returns unprocessed (throttling) are asked again, ``tries`` rounds in all; any still unread then
+    raise :class:`~cloud.errors.StorageBusy`: a caller never mistakes an unread item for a missing one."""
+    for start in range(0, len(keys), BATCH_GET_KEYS):
+        spec: dict[str, Any] = {"Keys": [to_item(dict(key)) for key in keys[start : start + BATCH_GET_KEYS]]}
+        if projection is not None:
+            spec["ProjectionExpression"] = projection
+        if names:
+            spec["ExpressionAttributeNames"] = dict(names)
+        if consistent:
+            spec["ConsistentRead"] = True
+        request: dict[str, Any] = {table: spec}
+        for _ in range(tries):
+            response = dynamodb.batch_get_item(RequestItems=request)
+            for raw in response.get("Responses", {}).get(table, []):
+                yield from_item(raw)
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+        else:
+            raise StorageBusy(f"DynamoDB left keys of {table} unread after {tries} tries; retry later")

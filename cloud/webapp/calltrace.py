@@ -15,7 +15,7 @@ from typing import Any
 from cloud.calls.state import CallState
 from cloud.crm.progress import CrmProgress
 from cloud.runtime import Runtime
-from cloud.storage.dynamo import from_item, to_item
+from cloud.storage.dynamo import batch_get, from_item, to_item
 
 __all__ = ["MAX_CALLS", "recent_calls", "trace_of"]
 
@@ -38,25 +38,6 @@ def _calls_of_agent(rt: Runtime, tenant: str, agent_id: str, limit: int) -> list
             values.pop(derived, None)
         calls.append(CallState.model_validate(values))
     return calls
-
-
-def _crm_items(rt: Runtime, tenant: str, keys: list[str]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(keys), 100):
-        request: dict[str, Any] = {
-            rt.tables.crm_calls: {
-                "Keys": [to_item({"tenant": tenant, "call_key": k}) for k in keys[start : start + 100]]
-            }
-        }
-        for _ in range(5):  # unprocessed keys come back under throttling
-            response = rt.dynamodb.batch_get_item(RequestItems=request)
-            for raw in response.get("Responses", {}).get(rt.tables.crm_calls, []):
-                item = from_item(raw)
-                found[str(item["call_key"])] = item
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                break
-    return found
 
 
 def _user(users: dict[int, str], user_id: int | None) -> dict[str, Any] | None:
@@ -148,5 +129,6 @@ def recent_calls(
     calls = [call for agent_id in agent_ids for call in _calls_of_agent(rt, tenant, agent_id, limit)]
     calls.sort(key=lambda c: (c.started_at.isoformat() if c.started_at else "", c.call_id), reverse=True)
     calls = calls[:limit]
-    crm = _crm_items(rt, tenant, [f"{c.agent_id}#{c.call_id}" for c in calls])
+    keys = [{"tenant": tenant, "call_key": f"{c.agent_id}#{c.call_id}"} for c in calls]
+    crm = {str(item["call_key"]): item for item in batch_get(rt.dynamodb, rt.tables.crm_calls, keys)}
     return [trace_of(call, crm.get(f"{call.agent_id}#{call.call_id}"), users) for call in calls]
