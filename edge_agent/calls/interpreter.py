@@ -57,6 +57,7 @@ __all__ = [
     "AMI_EVENT_FILTERS",
     "COMMAND_ID_VARIABLE",
     "COMMAND_NUMBER_VARIABLE",
+    "EVENTS_READ",
     "MAX_OPEN_CHANNELS",
     "ORIGINATE_ACTION_PREFIX",
     "CallInterpreter",
@@ -105,6 +106,8 @@ _WHOLE_EVENTS = (
     "QueueCallerJoin",
     "OriginateResponse",
 )
+#: Every AMI event the interpreter reads (whole, or in part); anything else is ignored.
+EVENTS_READ: tuple[str, ...] = (*_WHOLE_EVENTS, "Newexten", "VarSet")
 #: Events the connector itself watches (a PBX restart or reload).
 _CONNECTION_EVENTS = ("FullyBooted", "Shutdown", "Reload")
 AMI_EVENT_FILTERS: tuple[str, ...] = (
@@ -156,7 +159,7 @@ class CallInterpreter:
             "QueueCallerJoin": self._on_queue_join,
             "OriginateResponse": self._on_originate_response,
         }
-        assert set(self._handlers) == {*_WHOLE_EVENTS, "Newexten", "VarSet"}, "keep AMI_EVENT_FILTERS in step"
+        assert set(self._handlers) == set(EVENTS_READ), "keep AMI_EVENT_FILTERS in step"
 
     # -- public surface -------------------------------------------------------------------------------
 

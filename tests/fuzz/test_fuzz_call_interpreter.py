@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge_agent.ami.framing import AmiMessage
-from edge_agent.calls.interpreter import MAX_OPEN_CHANNELS, CallInterpreter
+from edge_agent.calls.interpreter import EVENTS_READ, MAX_OPEN_CHANNELS, CallInterpreter
 from edge_agent.trace import read_trace
 from wire_protocol.call_events import CallEnded, CallEvent
 from wire_protocol.messages import SequencedEvent, batch_events
@@ -111,22 +111,7 @@ def test_every_recorded_trace_passes_the_fuzz_properties_unmutated(name: str) ->
 
 # -- synthetic junk -------------------------------------------------------------------------------------------
 
-_EVENTS = (
-    "Newchannel",
-    "Newstate",
-    "DialBegin",
-    "DialEnd",
-    "BridgeEnter",
-    "BridgeLeave",
-    "BlindTransfer",
-    "AttendedTransfer",
-    "Pickup",
-    "Hangup",
-    "QueueCallerJoin",
-    "OriginateResponse",
-    "Newexten",
-    "VarSet",
-)
+_EVENTS = EVENTS_READ  # what the interpreter reads, so the junk follows it
 _UIDS = st.sampled_from(["u1", "u2", "u3", "u4", "u5", "u6", ""])
 _CHANNELS = st.sampled_from(
     [
