@@ -1,6 +1,7 @@
 """A PBX made of recordings: calls recorded on the Asterisk 22 lab, replayed over a real AMI socket (the fake AMI
 server), with fresh ids each time so they can overlap, and Originate answered the way Asterisk answers it — by
-replaying a recorded outbound call that carries the command's id.
+replaying a recorded outbound call that carries the command's id; and the WAV files MixMonitor leaves
+(:func:`write_wav`).
 
 For the demo, the benchmarks and tests that need calls without the lab.
 """
@@ -8,6 +9,7 @@ For the demo, the benchmarks and tests that need calls without the lab.
 from __future__ import annotations
 
 import re
+import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from sandbox.ami_server.messages import header
 from sandbox.ami_server.originate import REASON_ANSWERED, REASON_FAILED, OriginateOutcome
 from sandbox.ami_server.server import FakeAmiServer
 
-__all__ = ["TRACES", "SimulatedPbx", "linkedid_of", "recorded_call", "tagged_for_command"]
+__all__ = ["TRACES", "SimulatedPbx", "linkedid_of", "recorded_call", "tagged_for_command", "write_wav"]
 
 TRACES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "traces"
 RECORDED_CUSTOMER = "79261234567"  # the caller of every recorded inbound call
@@ -91,3 +93,14 @@ class SimulatedPbx:
         call = recorded_call("outbound_answered", self._next_number())
         await self.ami.play(tagged_for_command(call, command_id), speed=self.speed)
         return OriginateOutcome(reason=REASON_ANSWERED)
+
+
+def write_wav(path: Path, seconds: float = 1.0) -> None:
+    """A real 8 kHz mono WAV, as MixMonitor writes for a phone call."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = bytes((n * 31) % 251 for n in range(int(16000 * seconds)))
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(frames)

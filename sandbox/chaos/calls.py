@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import wave
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -24,7 +23,7 @@ from edge_agent.trace import read_trace
 from sandbox.portal_stack import ANNA, BORIS
 from wire_protocol.call_events import CallEnded
 
-__all__ = ["SCENARIOS", "ChaosCall", "Expected", "Source", "make_call", "write_wav"]
+__all__ = ["SCENARIOS", "ChaosCall", "Expected", "Source", "make_call"]
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACES = ROOT / "tests" / "fixtures" / "traces"
@@ -120,14 +119,3 @@ def make_call(scenario: str, number: int, path: Source, started_at: float, *, ru
     if recording:  # as FreePBX writes it: the bare file name, found by the agent in its recordings directory
         rows = [row | {"recordingfile": PurePosixPath(recording).name} for row in rows]
     return ChaosCall(number, scenario, path, fresh, rows, call_id, recording)
-
-
-def write_wav(path: Path, seconds: float = 1.0) -> None:
-    """A real 8 kHz mono WAV, as MixMonitor writes for a phone call."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames = bytes((n * 31) % 251 for n in range(int(16000 * seconds)))
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(8000)
-        out.writeframes(frames)

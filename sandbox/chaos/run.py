@@ -34,11 +34,12 @@ from edge_agent.outbox import Outbox, outbox_path
 from sandbox.ami_server import FakeAmiServer, UserSpec
 from sandbox.bitrix24.portal import Call
 from sandbox.chaos.agent_process import AgentProcess
-from sandbox.chaos.calls import SCENARIOS, ChaosCall, Source, make_call, write_wav
+from sandbox.chaos.calls import SCENARIOS, ChaosCall, Source, make_call
 from sandbox.chaos.cdr import CdrDatabase
 from sandbox.chaos.proxy import CuttableProxy
 from sandbox.chaos.verdict import Verdict, judge, render
 from sandbox.portal_stack import PortalStack, portal_stack, until
+from sandbox.simulated_pbx import write_wav
 
 __all__ = ["ChaosPlan", "ChaosResult", "DisconnectPlan", "run_chaos", "run_disconnect"]
 

@@ -9,7 +9,6 @@ import asyncio
 import hashlib
 import shutil
 import sqlite3
-import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ from edge_agent.trace import read_trace
 from sandbox.ami_server.server import FakeAmiServer, UserSpec
 from sandbox.cloud_local.agents import AmiLogin, running_agent
 from sandbox.portal_stack import PortalStack, portal_stack, until
+from sandbox.simulated_pbx import write_wav
 from wire_protocol.call_events import CallEnded
 
 pytestmark = [pytest.mark.integration]
@@ -35,17 +35,6 @@ def recording_of(name: str) -> tuple[str, str]:
     ended = [e for e in CallInterpreter().feed_many(read_trace(TRACES / f"{name}.jsonl")) if isinstance(e, CallEnded)]
     assert ended and ended[0].summary.recording is not None
     return ended[0].call_id, ended[0].summary.recording
-
-
-def write_wav(path: Path, seconds: float) -> None:
-    """A real 8 kHz mono WAV, as MixMonitor writes for a phone call."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames = bytes((n * 31) % 251 for n in range(int(16000 * seconds)))
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(8000)
-        out.writeframes(frames)
 
 
 @asynccontextmanager
