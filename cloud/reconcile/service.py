@@ -54,13 +54,13 @@ class CheckResult(BaseModel):
 
 def cloud_view(rt: Runtime, tenant: str, agent_id: str, call_ids: list[str]) -> dict[str, CloudCall]:
     """What the cloud holds of each call (absent: nothing), in two ``BatchGetItem`` rounds per 100 calls."""
-    keys = [f"{agent_id}#{call_id}" for call_id in dict.fromkeys(call_ids)]
+    keys = [{"tenant": tenant, "call_key": f"{agent_id}#{call_id}"} for call_id in dict.fromkeys(call_ids)]
     states = {
         str(item["call_key"]): item
         for item in batch_get(
             rt.dynamodb,
             rt.tables.calls,
-            [{"tenant": tenant, "call_key": key} for key in keys],
+            keys,
             projection="call_key, #s, #r",
             names={"#s": "status", "#r": "result"},
             consistent=True,
@@ -71,7 +71,7 @@ def cloud_view(rt: Runtime, tenant: str, agent_id: str, call_ids: list[str]) -> 
         for item in batch_get(
             rt.dynamodb,
             rt.tables.crm_calls,
-            [{"tenant": tenant, "call_key": key} for key in keys],
+            keys,
             projection="call_key, crm_status, crm_detail",
             consistent=True,
         )
