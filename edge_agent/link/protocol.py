@@ -26,7 +26,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from wire_protocol.call_events import CallStarted
 from wire_protocol.messages import (
@@ -662,16 +662,22 @@ class LinkProtocol:
         log.log(level, template, *args)
 
 
-def _gateway_failure(text: str | bytes) -> str | None:
-    """The message of API Gateway's integration-failure frame (``{"message": "Internal server error",
-    "connectionId": ..., "requestId": ...}``: no ``type``), or None for anything else."""
-    if isinstance(text, bytes) or len(text) > 4096:
+def _json_object(text: str | bytes, max_chars: int) -> dict[str, Any] | None:
+    """A frame already refused by the decoder, parsed again to say what it was: a JSON object, or None."""
+    if isinstance(text, bytes) or len(text) > max_chars:
         return None
     try:
         raw = json.loads(text)
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply, already refused as bad_json
         return None
-    if not isinstance(raw, dict) or "type" in raw or not isinstance(raw.get("message"), str):
+    return raw if isinstance(raw, dict) else None
+
+
+def _gateway_failure(text: str | bytes) -> str | None:
+    """The message of API Gateway's integration-failure frame (``{"message": "Internal server error",
+    "connectionId": ..., "requestId": ...}``: no ``type``), or None for anything else."""
+    raw = _json_object(text, 4096)
+    if raw is None or "type" in raw or not isinstance(raw.get("message"), str):
         return None
     if not set(raw) <= {"message", "connectionId", "requestId"} or "requestId" not in raw:
         return None
@@ -679,11 +685,6 @@ def _gateway_failure(text: str | bytes) -> str | None:
 
 
 def _peek_type(text: str | bytes) -> str | None:
-    if isinstance(text, bytes) or len(text) > 1_000_000:
-        return None
-    try:
-        raw = json.loads(text)
-    except (ValueError, RecursionError):  # RecursionError: nested too deeply, already refused as bad_json
-        return None
-    kind = raw.get("type") if isinstance(raw, dict) else None
+    raw = _json_object(text, 1_000_000)
+    kind = raw.get("type") if raw is not None else None
     return kind[:64] if isinstance(kind, str) else None  # the error echoing it must fit one frame
