@@ -166,10 +166,9 @@ def _runtimes(sam_template: Path) -> set[str]:
     }
 
 
-def precompile(directory: Path, ddir: str = LAMBDA_TASK_ROOT) -> int:
+def precompile(directory: Path, ddir: str = LAMBDA_TASK_ROOT) -> None:
     """Compile every module under ``directory`` next to its source (``__pycache__``), as unchecked-hash bytecode:
-    used whatever the file times after unzipping, never recompiled. Returns how many modules were compiled."""
-    sources = sum(1 for _ in directory.rglob("*.py"))
+    used whatever the file times after unzipping, never recompiled."""
     compileall.compile_dir(
         str(directory),
         ddir=ddir,
@@ -177,7 +176,6 @@ def precompile(directory: Path, ddir: str = LAMBDA_TASK_ROOT) -> int:
         workers=1,
         invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
     )  # a file only another Python version can parse stays source-only, as before
-    return sources
 
 
 def precompile_zip(zip_file: Path, runtimes: set[str]) -> int:
