@@ -32,6 +32,10 @@ RECORDED_CUSTOMER = "79261234567"  # the caller of every recorded inbound call
 RECORDED_DIALED = "79031112233"  # the number every recorded outbound call dials
 _CHANNEL_SUFFIX = re.compile(r"-([0-9a-f]{8})(?=[;,]|$)")
 _ID = re.compile(r"pbx-(\d+)\.(\d+)")
+#: The dates in a MixMonitor path as the lab's dialplan writes it (FreePBX's layout, in UTC like the CDR here):
+#: ``/YYYY/MM/DD/`` folders and a ``-YYYYMMDD-HHMMSS-`` stamp in the name.
+_DAY_FOLDER = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/")
+_NAME_STAMP = re.compile(r"-(\d{8}-\d{6})-")
 
 Source = Literal["ami", "cdr"]  # how the agent learns of the call: live over AMI, or from the CDR afterwards
 
@@ -97,8 +101,13 @@ def make_call(scenario: str, number: int, path: Source, started_at: float, *, ru
     numbers = _rewriter(number, run)
     prefix = f"c{run}n{number}-"
 
+    recorded_start = float(messages[0]["_ts"])
+    shift = timedelta(seconds=started_at - recorded_start)
+
     def rewrite(value: str) -> str:
         value = value.replace("pbx-", prefix)
+        if "/monitor/" in value:  # the recording is filed under the day the call happens, as the PBX does
+            value = _moved_recording_path(value, shift, datetime.fromtimestamp(started_at, UTC))
         value = _CHANNEL_SUFFIX.sub(lambda m: f"-{number % 0xFFFF:04x}{m.group(1)[4:]}", value)
         for old, new in numbers.items():
             value = value.replace(old, new)
@@ -106,8 +115,6 @@ def make_call(scenario: str, number: int, path: Source, started_at: float, *, ru
 
     fresh = [{key: rewrite(value) for key, value in message.items()} for message in messages]
     call_id = next(m["Linkedid"] for m in fresh if m.get("Event") == "Newchannel")
-    recorded_start = float(messages[0]["_ts"])
-    shift = timedelta(seconds=started_at - recorded_start)
     rows = []
     for row in json.loads(CDR_ROWS.read_text())[scenario]:
         moved = {key: rewrite(value) for key, value in row.items()}
@@ -119,3 +126,15 @@ def make_call(scenario: str, number: int, path: Source, started_at: float, *, ru
     if recording:  # as FreePBX writes it: the bare file name, found by the agent in its recordings directory
         rows = [row | {"recordingfile": PurePosixPath(recording).name} for row in rows]
     return ChaosCall(number, scenario, path, fresh, rows, call_id, recording)
+
+
+def _moved_recording_path(path: str, shift: timedelta, started: datetime) -> str:
+    """``path`` filed under the day the call ``started`` and its name stamp moved by ``shift``: the agent looks for
+    a CDR's bare file name under the call's own day (``edge_agent.recordings.paths.cdr_candidates``), so a call
+    replayed today must be filed under today, not under the day the lab recorded it."""
+
+    def stamp(match: re.Match[str]) -> str:
+        moment = datetime.strptime(match[1], "%Y%m%d-%H%M%S").replace(tzinfo=UTC) + shift
+        return moment.strftime("-%Y%m%d-%H%M%S-")
+
+    return _NAME_STAMP.sub(stamp, _DAY_FOLDER.sub(started.strftime("/%Y/%m/%d/"), path))

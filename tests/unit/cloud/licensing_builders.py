@@ -1,6 +1,7 @@
 """The license server, in-process, for the cloud's licensing tests: its real Chalice app behind an ``httpx``
 transport (no sockets), on the same moto as the cloud's tables.
 
+``trial_from_now(rt, tenant)``: a tenant on its trial from the wall clock's now, for code under test that reads it.
 ``LicenseServerDouble(clock)`` inside ``mock_aws`` → ``.client`` (a :class:`cloud.licensing.client.LicenseClient`
 with a backend key), ``.down`` (the transport raises ``ConnectError``), ``.admin`` (the server's runtime).
 """
@@ -16,7 +17,9 @@ import httpx
 from chalice.test import Client
 
 import license_server.app
+from cloud import licensing
 from cloud.licensing.client import LicenseClient
+from cloud.runtime import Runtime as CloudRuntime
 from license_protocol import encode_private_key, format_public_keys, generate_signing_key
 from license_server import api_keys
 from license_server.runtime import Runtime as LicenseRuntime
@@ -84,3 +87,13 @@ class LicenseServerDouble:
     def close(self) -> None:
         self.http.close()
         license_server.app.use_runtime(None)
+
+
+def trial_from_now(rt: CloudRuntime, tenant: str) -> LicenseServerDouble:
+    """``tenant`` on its trial (every feature) from the wall clock's now, as right after its install. For tests of
+    code that reads the wall clock (an agent's messages through ``$default``): a trial started at a fixed date
+    would have expired by the time the suite runs. Close the double afterwards."""
+    now = datetime.now(UTC)
+    double = LicenseServerDouble(Clock(now))
+    licensing.on_install(rt, tenant, now, client=double.client)
+    return double

@@ -13,11 +13,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from cloud_builders import CID, ended, started
-from licensing_builders import PUBLIC_KEYS_ENV, START, Clock, LicenseServerDouble
+from licensing_builders import PUBLIC_KEYS_ENV, trial_from_now
 from pydantic import BaseModel
 
 import cloud.app
-from cloud import licensing
 from cloud.agents import connections, tokens
 from cloud.calls.store import record_event
 from cloud.crm.pipeline import crm_status
@@ -53,8 +52,7 @@ def rt(rt: Runtime) -> Iterator[Runtime]:
 @pytest.fixture
 def licensed(rt: Runtime) -> Iterator[None]:
     """portal-a on its trial (every feature, recordings included), as after its install."""
-    double = LicenseServerDouble(Clock())
-    licensing.on_install(rt, TENANT, START, client=double.client)
+    double = trial_from_now(rt, TENANT)
     yield
     double.close()
 

@@ -15,12 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 from cloud_builders import CID, ended, started
-from licensing_builders import PUBLIC_KEYS_ENV, START, Clock, LicenseServerDouble
+from licensing_builders import PUBLIC_KEYS_ENV, trial_from_now
 from moto.server import ThreadedMotoServer
 from pydantic import BaseModel
 
 import cloud.app
-from cloud import licensing
 from cloud.calls.store import record_event
 from cloud.link.dispatch import handle_agent_message
 from cloud.recordings.bucket import create_bucket
@@ -57,8 +56,7 @@ def rt(rt: Runtime, s3_url: str) -> Iterator[Runtime]:
     runtime = Runtime(settings)
     cloud.app.use_runtime(runtime)
     create_bucket(runtime.s3, runtime.settings.bucket, runtime.settings.region)
-    double = LicenseServerDouble(Clock())
-    licensing.on_install(runtime, TENANT, START, client=double.client)
+    double = trial_from_now(runtime, TENANT)
     yield runtime
     double.close()
 
