@@ -4,9 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser test lint typecheck unit integration live demo lab lab-down bench chaos cloud-local package deploy clean
+.PHONY: install system-packages test unit-later lint typecheck unit integration live demo lab lab-down bench chaos cloud-local package deploy clean
 
-install: $(STAMP) browser
+install: $(STAMP) system-packages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,16 +14,22 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-## Debian's Chromium for the browser tests (tests/integration/cloud/test_settings_page_browser.py). Installed when
-## missing and we are root (CI is); otherwise a note, and those tests fail saying what to run.
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+## Debian's packages the tiers need, so that nothing is skipped: chromium (browser tests), lame (MP3 recordings),
+## mariadb-server and postgresql (CDR databases the agent reads), faketime (the unit tier at later dates). Installed
+## when missing and we are root (CI is); otherwise a note, and under CI those tests fail saying what to run.
+SYSTEM_PACKAGES := chromium lame mariadb-server postgresql faketime
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    (export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }) \
-	      && echo "installed chromium for the browser tests"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    { apt-get install -y -q $$missing >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null; }; } \
+	      && echo "installed Debian packages for the tests:" $$missing; \
 	  else \
-	    echo "note: chromium is missing and this is not root: run 'sudo apt-get install -y chromium' (browser tests need it)"; \
-	  fi; }
+	    echo "note: not root, so not installed: $$missing (run 'sudo apt-get install -y $$missing'; tests need them)"; \
+	  fi; \
+	fi
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -32,9 +38,21 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
-## The whole suite: lint, types, then every tier (unit, integration on loopback, live on the Asterisk lab).
+## The whole suite: lint, types, then every tier (unit, integration on loopback, live on the Asterisk lab), then
+## the unit tier again at later dates.
 test: lint typecheck
 	$(PY) -m pytest -q -rs
+	$(MAKE) --no-print-directory unit-later
+
+## The unit tier with the clock 45 and 400 days ahead (Debian's faketime, for this process and its children): a
+## test that fixes a date must fix the clock of the code under test too, or build its data relative to now.
+LATER ?= +45d +400d
+unit-later: install
+	@command -v faketime >/dev/null || { echo "faketime is missing: run 'make install' as root (Debian package faketime)"; exit 1; }
+	@for shift in $(LATER); do \
+	  echo "unit tier with the clock at $$shift (faketime)"; \
+	  faketime -f "$$shift" $(PY) -m pytest -q -p no:cacheprovider tests/unit || exit 1; \
+	done
 
 unit: install
 	$(PY) -m pytest -q tests/unit

@@ -15,31 +15,25 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 
-import pytest
 import pytest_asyncio
 
 from sandbox.pbx_lab import Lab, LabUnavailable
 from sandbox.pbx_lab.admin import PbxAdmin
 from sandbox.pbx_lab.live import LiveLab
 from sandbox.pbx_lab.world import World
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"PBX lab unavailable in CI: {reason}", pytrace=False)
-    pytest.skip(f"PBX lab unavailable: {reason}")
+from sandbox.unavailable import unavailable
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def pbx_lab() -> AsyncIterator[LiveLab]:
     lab = Lab()
     if os.geteuid() != 0:
-        _unavailable("needs root (debootstrap, chroot, mount)")
+        unavailable("PBX lab unavailable: needs root (debootstrap, chroot, mount)")
     was_up = lab.is_up()
     try:
         await asyncio.to_thread(lab.up)
     except LabUnavailable as exc:
-        _unavailable(str(exc))
+        unavailable(f"PBX lab unavailable: {exc}")
     world = await World.connect()
     admin = await PbxAdmin.connect()
     live = LiveLab(world=world, admin=admin, paths=lab.paths, started_here=not was_up)

@@ -23,6 +23,7 @@ from sandbox.ami_server.server import FakeAmiServer, UserSpec
 from sandbox.cloud_local.agents import AmiLogin, running_agent
 from sandbox.portal_stack import PortalStack, portal_stack, until
 from sandbox.simulated_pbx import write_wav
+from sandbox.unavailable import unavailable
 from wire_protocol.call_events import CallEnded
 
 pytestmark = [pytest.mark.integration]
@@ -89,8 +90,9 @@ async def test_a_lab_call_gets_its_recording_attached_once(tmp_path: Path) -> No
         assert all(leg.record is None for leg in legs[call_id][:-1])  # the whole call's file, on the last leg
 
 
-@pytest.mark.skipif(shutil.which("lame") is None, reason="needs Debian's lame: its conversion is the window to cut")
 async def test_an_upload_cut_by_a_restart_is_done_again_and_attached_once(tmp_path: Path) -> None:
+    if shutil.which("lame") is None:
+        unavailable("Debian's lame is not installed (apt-get install lame)")
     call_id, pbx_path = recording_of("inbound_direct_answered")
     root = tmp_path / "rootfs"
     write_wav(root / pbx_path.lstrip("/"), seconds=240)  # four minutes: lame needs a moment

@@ -29,6 +29,7 @@ from edge_agent.cdr.readers import open_reader
 from edge_agent.cdr.settings import CdrSettings
 from edge_agent.cdr.summaries import summarize_rows
 from edge_agent.errors import CdrError
+from sandbox.unavailable import unavailable
 from wire_protocol.call_events import CallSummary
 from wire_protocol.channel_rules import ChannelRules
 
@@ -87,13 +88,13 @@ def owned_directory(user: str, prefix: str) -> Path:
 
 def need_root_and(user: str, binary: Path | None, package: str) -> Path:
     if os.geteuid() != 0:
-        pytest.skip("the database servers are started as their own system users: needs root")
+        unavailable("the database servers are started as their own system users: needs root")
     try:
         pwd.getpwnam(user)
     except KeyError:
-        pytest.skip(f"no {user!r} user: install the Debian package {package}")
+        unavailable(f"no {user!r} user: install the Debian package {package}")
     if binary is None or not binary.exists():
-        pytest.skip(f"{package} is not installed (Debian package {package})")
+        unavailable(f"{package} is not installed (Debian package {package})")
     return binary
 
 
@@ -225,7 +226,7 @@ def mariadb() -> Iterator[str]:
     server = need_root_and("mysql", Path(found) if found else None, "mariadb-server")
     install = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
     if install is None:
-        pytest.skip("mariadb-install-db is missing (Debian package mariadb-server)")
+        unavailable("mariadb-install-db is missing (Debian package mariadb-server)")
     base = owned_directory("mysql", "pbxlink-mariadb-")
     port = free_port()
     sock = f"{base}/mysqld.sock"

@@ -22,6 +22,7 @@ from edge_agent.outbox import Outbox
 from edge_agent.recordings.queue import RecordingQueue
 from edge_agent.recordings.settings import RecordingsSettings
 from edge_agent.recordings.uploader import RecordingUploader
+from sandbox.unavailable import unavailable
 from wire_protocol.call_events import CallEnded, CallSummary
 from wire_protocol.messages import RecordingAck, RecordingReady, RecordingResult, UploadRecording
 
@@ -350,8 +351,9 @@ async def test_a_failing_converter_falls_back_to_wav(tmp_path: Path, monkeypatch
     assert (result.ok, result.format) == (True, "wav") and "unsupported data format" in result.note
 
 
-@pytest.mark.skipif(shutil.which("lame") is None, reason="Debian's lame is not installed (apt install lame)")
 async def test_mp3_with_debians_lame(tmp_path: Path) -> None:
+    if shutil.which("lame") is None:
+        unavailable("Debian's lame is not installed (apt-get install lame)")
     rig = make_rig(tmp_path, wanted="mp3", converter="lame")
     body = write_wav(rig.file(), seconds=3)
     rig.end_call()
